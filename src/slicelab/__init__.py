@@ -1,0 +1,3 @@
+"""slicelab: a control framework for shared, virtualized network testbeds."""
+
+__version__ = "0.1.0"
