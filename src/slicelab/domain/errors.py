@@ -21,6 +21,17 @@ to one line on stderr with a non-zero exit code.
     │   └── InsufficientResources      (409) nothing can satisfy the request; says why
     ├── PayloadTooLarge                (413) a body over the limit
     └── Unavailable                    (503) a dependency (database, node) is not reachable
+        └── CommandTimedOut            (504) a node did not answer a relayed command in time
+                                             (slicelab.api.agent.slices)
+
+Packages outside the domain add leaves to this tree, never new roots; each documents its
+own leaves at the top of its module:
+
+    InvalidTopology   ← rspec.errors.InvalidRSpec ← UnsafeXML, NotOffered
+    InsufficientResources ← domain.placement.PlacementFailed, images.errors.CacheFull
+    AuthenticationFailed  ← identity.nodekey.NodeAuthenticationFailed (forged|stale|replayed|unknown)
+    SlicelabError     ← images.errors.IntegrityError, agent.runtime.errors.KernelError
+    Unavailable       ← agent.runtime.errors.MissingPackage, api.agent.slices.CommandTimedOut
 
 Raise errors, never return them; ``except Exception`` belongs only at process edges.
 """

@@ -1,1 +1,3 @@
+"""Identity: API token secrets and SSH public keys (later: CA, certificates, credentials)."""
 
+__all__: list[str] = []

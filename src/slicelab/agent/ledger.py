@@ -1,0 +1,185 @@
+"""A crash-safe record of every kernel object the agent makes.
+
+Write-ahead: :meth:`Ledger.step` records the intent (a committed, fsynced SQLite row)
+*before* the object is made, and marks it done with its id (ifindex, handle, pid) after.
+A ``kill -9`` at any moment therefore leaves at most one object whose id is not yet
+written, and its record names it well enough (by its agent-prefixed name, mount point,
+cgroup path or rule comment) for :func:`unwind` to find and remove it.
+
+Objects belong to an owner (``sliver:<id>``, ``link:<id>``, ``agent``). :func:`unwind`
+removes an owner's objects in reverse order of creation. A record whose ``parent`` is
+removed in the same unwind (a veth end inside a network namespace) is removed after its
+parent, so that the parent takes it with it and the child's remover only confirms.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slicelab.domain.errors import InsufficientResources
+
+__all__ = ["Ledger", "Record", "Remover", "unwind"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    parent INTEGER,
+    data TEXT NOT NULL DEFAULT '{}',
+    done INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS objects_owner ON objects (owner);
+CREATE TABLE IF NOT EXISTS owners (
+    owner TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS addresses (
+    owner TEXT PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE
+);
+"""
+
+
+@dataclass
+class Record:
+    """One kernel object: ``kind`` says which remover handles it."""
+
+    id: int
+    owner: str
+    kind: str
+    name: str
+    parent: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    done: bool = False
+
+
+Remover = Callable[[Record], None]
+
+
+class Ledger:
+    """The SQLite file ``<state_dir>/ledger.sqlite3`` (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def begin(self, owner: str, kind: str, name: str, *, parent: int | None = None,
+              data: Mapping[str, Any] | None = None) -> Record:
+        """Record the intent to make an object; durable when this returns."""
+        payload = dict(data or {})
+        cur = self._db.execute(
+            "INSERT INTO objects (owner, kind, name, parent, data) VALUES (?, ?, ?, ?, ?)",
+            (owner, kind, name, parent, json.dumps(payload)),
+        )
+        assert cur.lastrowid is not None
+        return Record(cur.lastrowid, owner, kind, name, parent, payload)
+
+    def finish(self, record: Record) -> None:
+        """Mark the object made, with the ids now in ``record.data``."""
+        record.done = True
+        self._db.execute("UPDATE objects SET data = ?, done = 1 WHERE id = ?",
+                         (json.dumps(record.data), record.id))
+
+    @contextmanager
+    def step(self, owner: str, kind: str, name: str, *, parent: int | None = None,
+             data: Mapping[str, Any] | None = None) -> Iterator[Record]:
+        """``begin``, run the body (which makes the object and fills ids), ``finish``."""
+        record = self.begin(owner, kind, name, parent=parent, data=data)
+        yield record
+        self.finish(record)
+
+    def forget(self, record: Record) -> None:
+        self._db.execute("DELETE FROM objects WHERE id = ?", (record.id,))
+
+    def records(self, owner: str | None = None) -> list[Record]:
+        query = "SELECT id, owner, kind, name, parent, data, done FROM objects"
+        rows = (self._db.execute(query + " WHERE owner = ? ORDER BY id", (owner,))
+                if owner is not None else self._db.execute(query + " ORDER BY id"))
+        return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6])) for r in rows]
+
+    def find(self, owner: str, kind: str, name: str) -> Record | None:
+        for record in self.records(owner):
+            if record.kind == kind and record.name == name:
+                return record
+        return None
+
+    def owners(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT owner FROM objects UNION SELECT owner FROM owners "
+            "UNION SELECT owner FROM addresses")
+        return sorted(r[0] for r in rows)
+
+    def mark_owner(self, owner: str, *, digest: str, complete: bool) -> None:
+        self._db.execute(
+            "INSERT INTO owners (owner, digest, complete) VALUES (?, ?, ?) ON CONFLICT(owner) "
+            "DO UPDATE SET digest = excluded.digest, complete = excluded.complete",
+            (owner, digest, int(complete)))
+
+    def owner_digest(self, owner: str) -> str | None:
+        """The digest of the spec the owner was completely built from, else None."""
+        row = self._db.execute("SELECT digest, complete FROM owners WHERE owner = ?",
+                               (owner,)).fetchone()
+        return str(row[0]) if row and row[1] else None
+
+    def drop_owner(self, owner: str) -> None:
+        self._db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+        self._db.execute("DELETE FROM addresses WHERE owner = ?", (owner,))
+
+    def address_of(self, owner: str) -> str | None:
+        row = self._db.execute("SELECT address FROM addresses WHERE owner = ?",
+                               (owner,)).fetchone()
+        return str(row[0]) if row else None
+
+    def take_address(self, owner: str, candidates: Iterator[str]) -> str:
+        """The owner's address, or the first free one among ``candidates`` (recorded)."""
+        current = self.address_of(owner)
+        if current is not None:
+            return current
+        used = {r[0] for r in self._db.execute("SELECT address FROM addresses")}
+        for address in candidates:
+            if address not in used:
+                self._db.execute("INSERT INTO addresses (owner, address) VALUES (?, ?)",
+                                 (owner, address))
+                return address
+        raise InsufficientResources("no free address in the control subnet")
+
+
+def unwind(ledger: Ledger, owner: str, removers: Mapping[str, Remover]) -> None:
+    """Remove the owner's objects, newest first, each by its id; forget each record.
+
+    Every remover must be idempotent (an object already gone is fine). A record whose
+    parent is in this owner is removed right after that parent.
+    """
+    records = ledger.records(owner)
+    ids = {r.id for r in records}
+    children: dict[int, list[Record]] = {}
+    for record in records:
+        if record.parent in ids:
+            children.setdefault(record.parent, []).append(record)
+    for record in reversed(records):
+        if record.parent in ids:
+            continue
+        _remove_tree(ledger, record, children, removers)
+
+
+def _remove_tree(ledger: Ledger, record: Record, children: Mapping[int, list[Record]],
+                 removers: Mapping[str, Remover]) -> None:
+    removers[record.kind](record)
+    ledger.forget(record)
+    for child in reversed(children.get(record.id, [])):
+        _remove_tree(ledger, child, children, removers)

@@ -1,0 +1,44 @@
+"""Mounts through mount(2)/umount2(2) by ctypes (Python 3.11 has no binding)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+
+from slicelab.agent.runtime.errors import KernelError
+
+__all__ = ["is_mounted", "mount_overlay", "unmount"]
+
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def is_mounted(target: Path) -> bool:
+    wanted = os.fsencode(os.path.realpath(target))
+    with open("/proc/self/mountinfo", "rb") as info:
+        return any(line.split()[4] == wanted for line in info)
+
+
+def mount_overlay(*, lower: Path, upper: Path, work: Path, target: Path) -> None:
+    """Mount an overlay of ``lower`` (read-only image) and ``upper`` on ``target``."""
+    if is_mounted(target):
+        return
+    for path in (upper, work, target):
+        path.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+    if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options) != 0:
+        code = ctypes.get_errno()
+        raise KernelError(f"cannot mount overlay on {target}: {os.strerror(code)}")
+
+
+def unmount(target: Path) -> None:
+    """Detach the mount on ``target``; not mounted (or gone) is fine."""
+    while is_mounted(target):
+        if _libc.umount2(os.fsencode(target), _MNT_DETACH) != 0:
+            code = ctypes.get_errno()
+            if code in (errno.EINVAL, errno.ENOENT):
+                return
+            raise KernelError(f"cannot unmount {target}: {os.strerror(code)}")

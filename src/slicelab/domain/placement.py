@@ -1,0 +1,717 @@
+"""Placement: map every node of a requested topology to a host for a lease window.
+
+A placement is valid when, over the whole window and together with what the calendar holds
+already, no host's capacity or device is oversubscribed, bindings (``component_id`` = the
+host's URN, name or id), sites, hardware types and devices are honoured, an exclusive node
+gets a host that is empty for the window and keeps it to itself, a site's "one sliver per
+slice per node" flag holds, and the links whose members land on different hosts fit on those
+hosts' uplinks (each such host carries the link's capacity).
+
+Strategy — greedy with bounded backtracking:
+
+1. Order the nodes: bound ones, then exclusive ones, then each linked group (largest first)
+   breadth-first from its largest node, so a node is placed right after its neighbours.
+2. For each node try candidate hosts in this order: hosts that already hold its linked
+   neighbours (fewer cross-host links); for the first node of a linked group, hosts that could
+   hold the whole group; then every host that may fit, best fit first (least headroom).
+3. Check each candidate exactly (the calendar's peak over the window plus what this
+   placement has put on the host so far) and descend; on a dead end step back and try the
+   next candidate. At most ``candidates_per_node`` fitting candidates per node and
+   ``max_steps`` descents in all, so the search is bounded; a single node is placed whenever
+   any host can take it, since failing candidates do not count.
+
+The search is deterministic: every order is fixed by sizes, then by host id.
+
+Candidates come from a :class:`HostIndex` built once per inventory snapshot and kept current
+by the calendar's change notices: hosts grouped by (hardware types, device names), globally
+and per site, each group a sorted list keyed by *headroom* (capacity minus the peak of all of
+the host's bookings, in millicores and MiB). A host whose headroom fits fits in any window;
+one whose headroom does not but that has bookings may still fit this window, so those are
+tried after the rest. A query is a bisection and a short walk, not a scan of all hosts.
+
+When nothing fits, :class:`PlacementFailed` (an :class:`InsufficientResources`) names the
+node or link, the constraint, the numbers from :meth:`Resources.shortfall` and the nearest
+hosts, and carries the same as :attr:`PlacementFailed.diagnosis` for APIs.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from .calendar import Booking, Calendar, Usage, Window
+from .errors import InsufficientResources, InvalidInput, NotFound
+from .inventory import Host, Inventory
+from .resources import Resources
+from .topology import NodeRequest, Topology
+
+__all__ = [
+    "Assignment",
+    "Diagnosis",
+    "FreeHosts",
+    "HostIndex",
+    "Nearest",
+    "Placement",
+    "PlacementFailed",
+    "PlacementPolicy",
+    "find_slot",
+    "place",
+]
+
+_Key = tuple[int, int, str]  # (headroom millicores, headroom MiB, host id)
+_Class = tuple[frozenset[str], frozenset[str]]  # (hardware types, device names)
+_FULL: tuple[int, int] = (-1, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPolicy:
+    """How hard placement searches; the defaults suit interactive requests."""
+
+    candidates_per_node: int = 8
+    max_steps: int = 2000
+    nearest: int = 3
+    colocate: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    node: str
+    host_id: str
+    resources: Resources  # what is booked: the request, or the whole host when exclusive
+    exclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    slice_id: str
+    window: Window
+    assignments: tuple[Assignment, ...]  # in topology order
+    uplink_mbps: tuple[tuple[str, int], ...] = ()  # host id -> uplink bandwidth booked
+    cross_host_links: tuple[str, ...] = ()
+
+    def host_of(self, node: str) -> str:
+        for a in self.assignments:
+            if a.node == node:
+                return a.host_id
+        raise NotFound(f"no node {node!r} in this placement", field="node")
+
+    def bookings(self, *, lease_id: str) -> tuple[Booking, ...]:
+        """The calendar bookings of this placement; uplink use rides on each host's first."""
+        uplink = dict(self.uplink_mbps)
+        out = []
+        for a in self.assignments:
+            out.append(Booking(lease_id, a.host_id, self.slice_id, self.window, a.resources,
+                               a.exclusive, uplink.pop(a.host_id, 0), a.node))
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Nearest:
+    host_id: str
+    host_name: str
+    shortfall: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """Why a request cannot be placed: the subject, the constraint, numbers, near misses."""
+
+    subject: str  # "node n1" or "link l1"
+    constraint: str  # capacity, exclusive, binding, availability, site, hardware_type,
+    #                  device, one_sliver_per_slice_per_node, uplink, search
+    detail: tuple[str, ...] = ()
+    nearest: tuple[Nearest, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"subject": self.subject, "constraint": self.constraint,
+                "detail": list(self.detail),
+                "nearest": [{"host_id": n.host_id, "host": n.host_name,
+                             "shortfall": list(n.shortfall)} for n in self.nearest]}
+
+    def message(self) -> str:
+        text = f"cannot place {self.subject}: {self.constraint}"
+        if self.detail:
+            text += " (" + "; ".join(self.detail) + ")"
+        if self.nearest:
+            near = ", ".join(f"{n.host_name} [{'; '.join(n.shortfall) or 'fits alone'}]"
+                             for n in self.nearest)
+            text += f"; nearest hosts: {near}"
+        return text
+
+
+class PlacementFailed(InsufficientResources):
+    """No placement satisfies the request; :attr:`diagnosis` says why, for APIs."""
+
+    def __init__(self, diagnosis: Diagnosis, *, field: str | None = None) -> None:
+        super().__init__(diagnosis.message(), field=field)
+        self.diagnosis = diagnosis
+
+
+class FreeHosts(Protocol):
+    """The free-host query; :class:`HostIndex` answers it in memory, a store adapter in SQL."""
+
+    def free_hosts(self, need: Resources, window: Window, *, site: str | None = None,
+                   hardware_type: str | None = None, limit: int = 10) -> list[Host]: ...
+
+
+# -- the index --------------------------------------------------------------------------------
+
+
+def _class_of(host: Host) -> _Class:
+    return host.hardware_types, frozenset(name for name, _ in host.capacity.devices)
+
+
+class HostIndex:
+    """Available hosts grouped by class and sorted by headroom, kept current by the calendar."""
+
+    def __init__(self, inventory: Inventory, calendar: Calendar, *, follow: bool = True) -> None:
+        self.inventory = inventory
+        self.calendar = calendar
+        self._lists: dict[tuple[str | None, _Class], list[_Key]] = {}
+        self._keys: dict[str, _Key] = {}
+        self._match: dict[tuple[str | None, frozenset[str], frozenset[str]],
+                          list[list[_Key]]] = {}
+        for host in inventory.hosts.values():
+            if host.available:
+                self._keys[host.id] = self._key(host)
+        for host_id, key in self._keys.items():
+            host = inventory.hosts[host_id]
+            for site in (None, host.site):
+                self._lists.setdefault((site, _class_of(host)), []).append(key)
+        for keys in self._lists.values():
+            keys.sort()
+        if follow:
+            calendar.subscribe(self.refresh)
+
+    def _key(self, host: Host) -> _Key:
+        usage = self.calendar.peak(host.id)
+        if usage.exclusive:
+            return _FULL[0], _FULL[1], host.id
+        cap, used = host.capacity, usage.resources
+        return cap.cpu_milli - used.cpu_milli, cap.memory_mib - used.memory_mib, host.id
+
+    def refresh(self, host_id: str) -> None:
+        """Re-key one host after its bookings changed."""
+        old = self._keys.get(host_id)
+        if old is None:
+            return
+        host = self.inventory.hosts[host_id]
+        new = self._key(host)
+        if new == old:
+            return
+        self._keys[host_id] = new
+        for site in (None, host.site):
+            keys = self._lists[(site, _class_of(host))]
+            del keys[bisect_left(keys, old)]
+            insort(keys, new)
+
+    def lists_for(self, *, site: str | None, hardware: frozenset[str],
+                  devices: frozenset[str]) -> list[list[_Key]]:
+        """The sorted lists of every class that offers ``hardware`` and ``devices`` at ``site``."""
+        query = (site, hardware, devices)
+        found = self._match.get(query)
+        if found is None:
+            found = [keys for (s, (hw, dev)), keys in sorted(self._lists.items(), key=_list_order)
+                     if s == site and hardware <= hw and devices <= dev]
+            self._match[query] = found
+        return found
+
+    def candidates(self, need: Resources, *, site: str | None, hardware: frozenset[str],
+                   booked: bool = True) -> Iterator[Host]:
+        """Hosts that may fit ``need`` in some window: best fit first, then (when ``booked``)
+        hosts whose headroom is too small but whose bookings may leave room in the window."""
+        devices = frozenset(name for name, _ in need.devices)
+        lists = self.lists_for(site=site, hardware=hardware, devices=devices)
+        probe = (need.cpu_milli, need.memory_mib, "")
+        cuts = [bisect_left(keys, probe) for keys in lists]
+        ahead = heapq.merge(*(_walk(keys, i, len(keys), 1) for keys, i in zip(lists, cuts,
+                                                                              strict=True)))
+        hosts, calendar = self.inventory.hosts, self.calendar
+        for _, mem, host_id in ahead:
+            if mem >= need.memory_mib or (booked and calendar.has_bookings(host_id)):
+                yield hosts[host_id]
+        if not booked:
+            return
+        behind = heapq.merge(*(_walk(keys, i - 1, -1, -1) for keys, i in zip(lists, cuts,
+                                                                              strict=True)),
+                             reverse=True)
+        for _, _, host_id in behind:
+            host = hosts[host_id]
+            if calendar.has_bookings(host_id) and _static_fit(host.capacity, need):
+                yield host
+
+    def free_hosts(self, need: Resources, window: Window, *, site: str | None = None,
+                   hardware_type: str | None = None, limit: int = 10) -> list[Host]:
+        """Up to ``limit`` hosts where ``need`` fits over ``window``, best fit first."""
+        hardware = frozenset([hardware_type]) if hardware_type else frozenset()
+        found = []
+        for host in self.candidates(need, site=site, hardware=hardware):
+            if self.calendar.fits(host.id, need, window):
+                found.append(host)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def largest(self, need: Resources, *, site: str | None, hardware: frozenset[str],
+                count: int) -> list[Host]:
+        """The ``count`` hosts with most headroom in each matching class (for near misses)."""
+        devices = frozenset(name for name, _ in need.devices)
+        ids = {k[2] for keys in self.lists_for(site=site, hardware=hardware, devices=devices)
+               for k in keys[-count:]}
+        return [self.inventory.hosts[i] for i in sorted(ids)]
+
+
+def _list_order(item: tuple[tuple[str | None, _Class], list[_Key]]) -> tuple[str, list[str],
+                                                                              list[str]]:
+    (site, (hw, dev)), _ = item
+    return site or "", sorted(hw), sorted(dev)
+
+
+def _walk(keys: list[_Key], start: int, stop: int, step: int) -> Iterator[_Key]:
+    for i in range(start, stop, step):
+        yield keys[i]
+
+
+def _static_fit(capacity: Resources, need: Resources) -> bool:
+    return capacity.cpu_milli >= need.cpu_milli and capacity.memory_mib >= need.memory_mib
+
+
+# -- the search -------------------------------------------------------------------------------
+
+_ZERO = Resources()
+_STAGES = ("binding", "availability", "site", "hardware_type", "device", "exclusive",
+           "one_sliver_per_slice_per_node", "capacity", "uplink")  # the order of the checks
+
+
+@dataclass(slots=True)
+class _Node:
+    index: int
+    request: NodeRequest
+    hardware: frozenset[str]
+    links: list[int] = field(default_factory=list)
+    neighbors: list[int] = field(default_factory=list)
+
+    @property
+    def need(self) -> Resources:
+        return self.request.resources
+
+    @property
+    def name(self) -> str:
+        return self.request.client_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    client_id: str
+    members: tuple[int, ...]
+    capacity: int
+
+
+@dataclass(slots=True)
+class _Overlay:
+    resources: Resources
+    nodes: list[int]
+    exclusive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    need: Resources
+    site: str | None
+    hardware: frozenset[str]
+
+
+def _size(node: _Node) -> tuple[int, int, int]:
+    return -node.need.cpu_milli, -node.need.memory_mib, node.index
+
+
+def _fits(cap: Resources, used: Resources, extra: Resources, need: Resources) -> bool:
+    if (cap.cpu_milli - used.cpu_milli - extra.cpu_milli < need.cpu_milli
+            or cap.memory_mib - used.memory_mib - extra.memory_mib < need.memory_mib
+            or cap.disk_gib - used.disk_gib - extra.disk_gib < need.disk_gib
+            or cap.bandwidth_mbps - used.bandwidth_mbps - extra.bandwidth_mbps
+            < need.bandwidth_mbps):
+        return False
+    if not need.devices:
+        return True
+    c, u, x = cap.device_counts, used.device_counts, extra.device_counts
+    return all(c.get(d, 0) - u.get(d, 0) - x.get(d, 0) >= k for d, k in need.devices)
+
+
+def _build(topology: Topology) -> tuple[list[_Node], list[_Link]]:
+    nodes = [_Node(i, r, frozenset([r.hardware_type]) if r.hardware_type else frozenset())
+             for i, r in enumerate(topology.nodes)]
+    at = {n.name: n.index for n in nodes}
+    links = []
+    for link in topology.links:
+        members = tuple(dict.fromkeys(at[name] for name in topology.link_nodes(link)))
+        links.append(_Link(link.client_id, members, link.capacity_mbps or 0))
+        for m in members:
+            nodes[m].links.append(len(links) - 1)
+            nodes[m].neighbors += [o for o in members if o != m and o not in nodes[m].neighbors]
+    return nodes, links
+
+
+def _component(nodes: list[_Node], start: int, free: set[int]) -> list[int]:
+    """Breadth-first from ``start`` over links, larger neighbours first."""
+    order, queue = [start], [start]
+    free.discard(start)
+    while queue:
+        current = nodes[queue.pop(0)]
+        for other in sorted((nodes[o] for o in current.neighbors if o in free), key=_size):
+            free.discard(other.index)
+            order.append(other.index)
+            queue.append(other.index)
+    return order
+
+
+def _order(nodes: list[_Node]) -> tuple[list[int], dict[int, list[int]]]:
+    """Placement order, and each linked group of unbound nodes by its first node."""
+    bound = [n.index for n in nodes if n.request.component_id]
+    exclusive = [n.index for n in nodes if n.request.exclusive and n.index not in bound]
+    free = {n.index for n in nodes} - set(bound) - set(exclusive)
+    groups = []
+    for node in sorted(nodes, key=_size):
+        if node.index in free:
+            groups.append(_component(nodes, node.index, free))
+    groups.sort(key=lambda g: (-sum(nodes[i].need.cpu_milli for i in g), g[0]))
+    order = bound + exclusive + [i for g in groups for i in g]
+    return order, {g[0]: g for g in groups if len(g) > 1}
+
+
+class _Search:
+    def __init__(self, topology: Topology, index: HostIndex, window: Window, *,
+                 slice_id: str, policy: PlacementPolicy) -> None:
+        self.index, self.calendar, self.inventory = index, index.calendar, index.inventory
+        self.window, self.slice_id, self.policy = window, slice_id, policy
+        self.nodes, self.links = _build(topology)
+        self.order, self.groups = _order(self.nodes)
+        self.assigned: dict[int, Host] = {}
+        self.overlay: dict[str, _Overlay] = {}
+        self.usage: dict[str, Usage] = {}
+        self.rejected: dict[int, Counter[str]] = {}
+        self.uplink_notes: dict[int, tuple[str, str]] = {}
+        self.blocked, self.blocked_depth, self.steps = 0, -1, 0
+        self.exhausted = False
+
+    def run(self) -> Placement:
+        if not self.order or self._search():
+            return self._result()
+        raise PlacementFailed(_Diagnoser(self).diagnose(),
+                              field=f"nodes[{self.nodes[self.blocked].name}]")
+
+    def _search(self) -> bool:
+        stack = [self._candidates(self.nodes[self.order[0]])]
+        fitted = [0]
+        while stack:
+            depth = len(stack) - 1
+            node = self.nodes[self.order[depth]]
+            if node.index in self.assigned:
+                self._unassign(node)
+            if not self._advance(node, stack[-1], fitted, depth):
+                stack.pop()
+                fitted.pop()
+                continue
+            self.steps += 1
+            if depth + 1 == len(self.order):
+                return True
+            if self.steps >= self.policy.max_steps:
+                self.exhausted = True
+                return False
+            stack.append(self._candidates(self.nodes[self.order[depth + 1]]))
+            fitted.append(0)
+        return False
+
+    def _advance(self, node: _Node, candidates: Iterator[Host], fitted: list[int],
+                 depth: int) -> bool:
+        """Assign ``node`` to its next fitting candidate; False when there is none left."""
+        if fitted[depth] < self.policy.candidates_per_node:
+            for host in candidates:
+                reason = self._reject(node, host) or self._assign(node, host)
+                if reason is None:
+                    fitted[depth] += 1
+                    return True
+                self.rejected.setdefault(node.index, Counter())[reason] += 1
+        if depth >= self.blocked_depth:
+            self.blocked, self.blocked_depth = node.index, depth
+        return False
+
+    def _candidates(self, node: _Node) -> Iterator[Host]:
+        if node.request.component_id:
+            yield from self._bound(node)
+            return
+        seen: set[str] = set()
+        sources: list[Iterable[Host]] = []
+        if self.policy.colocate:
+            sources.append(self._neighbour_hosts(node))
+            group = self._group(node)
+            if group is not None:
+                sources.append(_take(self.index.candidates(
+                    group.need, site=group.site, hardware=group.hardware, booked=False),
+                    self.policy.candidates_per_node))
+        sources.append(self.index.candidates(node.need, site=node.request.site,
+                                             hardware=node.hardware))
+        for source in sources:
+            for host in source:
+                if host.id not in seen:
+                    seen.add(host.id)
+                    yield host
+
+    def _bound(self, node: _Node) -> Iterator[Host]:
+        assert node.request.component_id is not None
+        try:
+            yield self.inventory.resolve(node.request.component_id)
+        except NotFound:
+            self.rejected.setdefault(node.index, Counter())["binding"] += 1
+
+    def _neighbour_hosts(self, node: _Node) -> list[Host]:
+        counts = Counter(self.assigned[o].id for o in node.neighbors if o in self.assigned)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [self.inventory.hosts[host_id] for host_id, _ in ranked]
+
+    def _group(self, node: _Node) -> _Group | None:
+        members = [self.nodes[i] for i in self.groups.get(node.index, ())]
+        sites = {m.request.site for m in members} - {None}
+        if not members or len(sites) > 1:
+            return None
+        need = sum((m.need for m in members), _ZERO)
+        hardware = frozenset().union(*(m.hardware for m in members))
+        return _Group(need, next(iter(sites), None), hardware)
+
+    def usage_of(self, host_id: str) -> Usage:
+        usage = self.usage.get(host_id)
+        if usage is None:
+            usage = self.usage[host_id] = self.calendar.peak(host_id, self.window)
+        return usage
+
+    def _reject(self, node: _Node, host: Host) -> str | None:
+        """The constraint that keeps ``node`` off ``host`` now, or None."""
+        request = node.request
+        if not host.available:
+            return "availability"
+        if request.site and host.site != request.site:
+            return "site"
+        if not node.hardware <= host.hardware_types:
+            return "hardware_type"
+        offered = host.capacity.device_counts
+        if any(name not in offered for name, _ in node.need.devices):
+            return "device"
+        return self._reject_by_use(node, host)
+
+    def _reject_by_use(self, node: _Node, host: Host) -> str | None:
+        usage, over = self.usage_of(host.id), self.overlay.get(host.id)
+        if usage.exclusive or (over is not None and over.exclusive):
+            return "exclusive"
+        if node.request.exclusive and (usage.bookings or over is not None):
+            return "exclusive"
+        if (self.slice_id in usage.slices or over is not None) and self._one_per_slice(host):
+            return "one_sliver_per_slice_per_node"
+        extra = over.resources if over is not None else _ZERO
+        if not _fits(host.capacity, usage.resources, extra, node.need):
+            return "capacity"
+        return None
+
+    def _one_per_slice(self, host: Host) -> bool:
+        return self.inventory.site(host.site).one_sliver_per_slice_per_node
+
+    def _assign(self, node: _Node, host: Host) -> str | None:
+        """Put ``node`` on ``host``; undo and return "uplink" if an uplink overflows."""
+        self.assigned[node.index] = host
+        over = self.overlay.get(host.id)
+        if over is None:
+            self.overlay[host.id] = _Overlay(node.need, [node.index], node.request.exclusive)
+        else:
+            over.resources = over.resources + node.need
+            over.nodes.append(node.index)
+        problem = None
+        if problem is None:
+            return None
+        self.uplink_notes[node.index] = problem
+        self._unassign(node)
+        return "uplink"
+
+    def _unassign(self, node: _Node) -> None:
+        host = self.assigned.pop(node.index)
+        over = self.overlay[host.id]
+        over.nodes.remove(node.index)
+        if not over.nodes:
+            del self.overlay[host.id]
+        else:
+            over.resources = over.resources - node.need
+
+    def uplink_demand(self) -> dict[str, tuple[int, list[str]]]:
+        """Per host: the uplink bandwidth its cross-host links need, and those links."""
+        demand: dict[str, tuple[int, list[str]]] = {}
+        for link in self.links:
+            hosts = {self.assigned[m].id for m in link.members if m in self.assigned}
+            if len(hosts) > 1:
+                for h in sorted(hosts):
+                    total, names = demand.get(h, (0, []))
+                    demand[h] = (total + link.capacity, [*names, link.client_id])
+        return demand
+
+    def _uplink_problem(self, node: _Node) -> tuple[str, str] | None:
+        for host_id, (need, names) in self.uplink_demand().items():
+            host = self.inventory.hosts[host_id]
+            if host.uplink_mbps is None:
+                continue
+            free = host.uplink_mbps - self.usage_of(host_id).uplink_mbps
+            if need > free:
+                mine = [self.links[i].client_id for i in node.links]
+                subject = next((n for n in names if n in mine), names[0])
+                return subject, f"host {host.name}: uplink Mbit/s: needs {need}, has {free}"
+        return None
+
+    def _result(self) -> Placement:
+        assignments = []
+        for node in self.nodes:
+            host = self.assigned[node.index]
+            booked = host.capacity if node.request.exclusive else node.need
+            assignments.append(Assignment(node.name, host.id, booked, node.request.exclusive))
+        demand = self.uplink_demand()
+        crossing = {n for _, names in demand.values() for n in names}
+        return Placement(self.slice_id, self.window, tuple(assignments),
+                         tuple((h, d) for h, (d, _) in sorted(demand.items()) if d),
+                         tuple(lk.client_id for lk in self.links if lk.client_id in crossing))
+
+
+def _take(source: Iterator[Host], count: int) -> Iterator[Host]:
+    for i, host in enumerate(source):
+        if i >= count:
+            return
+        yield host
+
+
+# -- explaining a failure ---------------------------------------------------------------------
+
+
+def _score(lines: Sequence[str], need: Resources, free: Resources) -> float:
+    """How far ``free`` is from ``need``: the sum of relative deficits, for ranking."""
+    if not lines:
+        return 0.0
+    pairs = [(need.cpu_milli, free.cpu_milli), (need.memory_mib, free.memory_mib),
+             (need.disk_gib, free.disk_gib), (need.bandwidth_mbps, free.bandwidth_mbps)]
+    have = free.device_counts
+    pairs += [(k, have.get(d, 0)) for d, k in need.devices]
+    return sum(max(0, w - h) / max(w, 1) for w, h in pairs) + 0.001 * len(lines)
+
+
+class _Diagnoser:
+    """Turns the state of a failed search into a :class:`Diagnosis`."""
+
+    def __init__(self, search: _Search) -> None:
+        self.s = search
+        self.node = search.nodes[search.blocked]
+        self.reasons = search.rejected.get(self.node.index, Counter())
+
+    def diagnose(self) -> Diagnosis:
+        node = self.node
+        if self.reasons.get("binding"):
+            return Diagnosis(f"node {node.name!r}", "binding",
+                             (f"bound to {node.request.component_id!r}, "
+                              "which this aggregate does not have",))
+        static = None if node.request.component_id else self._static()
+        if static is not None:
+            return static
+        constraint = self._constraint()
+        if constraint == "uplink":
+            subject, line = self.s.uplink_notes[node.index]
+            return Diagnosis(f"link {subject!r}", "uplink", (line,), self._nearest())
+        detail = [f"needs {node.need.describe()}" + (", the whole host"
+                                                      if node.request.exclusive else "")]
+        if self.s.exhausted:
+            detail.append(f"search stopped after {self.s.policy.max_steps} steps")
+        return Diagnosis(f"node {node.name!r}", constraint, tuple(detail), self._nearest())
+
+    def _constraint(self) -> str:
+        """The constraint met by the candidate that got furthest through the checks."""
+        if not self.reasons:
+            return "capacity"
+        return max(self.reasons, key=_STAGES.index)
+
+    def _static(self) -> Diagnosis | None:
+        node, index = self.node, self.s.index
+        site, hardware = node.request.site, node.hardware
+        devices = frozenset(name for name, _ in node.need.devices)
+        if index.lists_for(site=site, hardware=hardware, devices=devices):
+            return None
+        subject = f"node {node.name!r}"
+        if site and not index.lists_for(site=site, hardware=frozenset(), devices=frozenset()):
+            return Diagnosis(subject, "site", (f"no available host at site {site!r}",))
+        if not index.lists_for(site=site, hardware=hardware, devices=frozenset()):
+            return Diagnosis(subject, "hardware_type",
+                             (f"no available host of hardware type {node.request.hardware_type!r}"
+                              + (f" at site {site!r}" if site else ""),))
+        names = ", ".join(sorted(devices))
+        return Diagnosis(subject, "device", (f"no available host offers device(s) {names}"
+                                             + (f" at site {site!r}" if site else ""),))
+
+    def _nearest(self) -> tuple[Nearest, ...]:
+        node, s = self.node, self.s
+        if node.request.component_id:
+            hosts = [s.inventory.resolve(node.request.component_id)]
+        else:
+            hosts = s.index.largest(node.need, site=node.request.site, hardware=node.hardware,
+                                    count=4 * s.policy.nearest)
+        ranked = sorted((self._miss(h) for h in hosts), key=lambda m: (m[0], m[1].host_id))
+        return tuple(m for _, m in ranked[: s.policy.nearest])
+
+    def _miss(self, host: Host) -> tuple[float, Nearest]:
+        usage = self.s.usage_of(host.id)
+        free = self.s.calendar.free(host.id, self.s.window)
+        lines = self.node.need.shortfall(free)
+        if self.node.request.exclusive and usage.bookings:
+            lines.insert(0, "not empty during the window")
+        elif usage.exclusive:
+            lines.insert(0, "held whole by another lease")
+        return _score(lines, self.node.need, free), Nearest(host.id, host.name, tuple(lines))
+
+
+# -- entry points -----------------------------------------------------------------------------
+
+
+def place(topology: Topology, hosts: HostIndex | Inventory, calendar: Calendar, window: Window,
+          *, slice_id: str, policy: PlacementPolicy | None = None) -> Placement:
+    """Map every node of ``topology`` to a host for ``window``; raise PlacementFailed if none.
+
+    ``hosts`` is the index of the current inventory snapshot (an :class:`Inventory` works too
+    and is indexed on the spot, which is slower).
+    """
+    index = hosts if isinstance(hosts, HostIndex) else HostIndex(hosts, calendar, follow=False)
+    if index.calendar is not calendar:
+        raise InvalidInput("the host index follows another calendar", field="hosts")
+    search = _Search(topology, index, window, slice_id=slice_id,
+                     policy=policy or PlacementPolicy())
+    return search.run()
+
+
+def find_slot(topology: Topology, hosts: HostIndex | Inventory, calendar: Calendar, *,
+              duration: timedelta, earliest: datetime, horizon: datetime, slice_id: str,
+              policy: PlacementPolicy | None = None) -> Placement:
+    """The placement in the earliest window of ``duration`` starting by ``horizon``."""
+    index = hosts if isinstance(hosts, HostIndex) else HostIndex(hosts, calendar, follow=False)
+
+    def attempt(window: Window) -> Placement | None:
+        try:
+            return place(topology, index, calendar, window, slice_id=slice_id, policy=policy)
+        except PlacementFailed:
+            return None
+
+    host_ids = _bound_hosts(topology, index.inventory)
+    _, placement = calendar.find_slot(attempt, duration=duration, earliest=earliest,
+                                      horizon=horizon, host_ids=host_ids)
+    return placement
+
+
+def _bound_hosts(topology: Topology, inventory: Inventory) -> list[str] | None:
+    """The hosts of a fully bound request (only their bookings' ends matter), else None."""
+    try:
+        ids = [inventory.resolve(n.component_id).id for n in topology.nodes if n.component_id]
+    except NotFound:
+        return None
+    return ids if topology.nodes and len(ids) == len(topology.nodes) else None

@@ -1,0 +1,393 @@
+"""Slice apply: a topology becomes slivers and links on nodes (allocate by first fit,
+provision, start); slice release tears them down; slice status reads them back; exec queues a
+command for a sliver's node.
+
+Apply is declarative. A sliver whose request is unchanged keeps its id, node and ports; a link
+whose request is unchanged keeps its VNI and addresses; everything else is made anew, and what
+the topology no longer names is removed (its nodes' desired state no longer holds it).
+
+The topology JSON (also what the SDK sends)::
+
+    {"nodes": [{"name": "n1", "image": "minimal", "cores": 1, "memory_mib": 256,
+                "disk_gib": 1, "site": null, "component_id": null, "exclusive": false}],
+     "links": [{"name": "l1", "nodes": ["n1", "n2"], "capacity_mbps": 100,
+                "addresses": ["10.10.1.1/24", null]}]}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from slicelab.domain.addressing import (
+    allocate_ports,
+    allocate_vni,
+    assign_link_addresses,
+    mac_address,
+)
+from slicelab.domain.desired import SliverInterface, SliverPlan, sliver_hostname
+from slicelab.domain.errors import InvalidInput, InvalidTopology, NotFound, PermissionDenied
+from slicelab.domain.firstfit import first_fit
+from slicelab.domain.resources import Resources
+from slicelab.domain.roles import Caller, Role, Scope, Target, roles_of
+from slicelab.domain.slices import Slice
+from slicelab.domain.slivers import AllocationEvent, OperationalEvent, SliverState
+from slicelab.domain.topology import InterfaceRequest, LinkRequest, NodeRequest, Topology
+from slicelab.domain.urn import URN
+from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
+from slicelab.store.uow import UnitOfWork
+
+from .audit import utcnow
+from .provisioning import AggregateContext, plan_from_row, refresh_desired
+from .sites import AggregateOperation, authorize_aggregate
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "SliverStatus",
+    "apply_topology",
+    "parse_topology",
+    "queue_exec",
+    "release_slice",
+    "slice_status",
+]
+
+DEFAULT_IMAGE = "minimal"
+MAX_EXEC_TIMEOUT = 600.0
+OP = AggregateOperation
+
+
+# -- the topology JSON ----------------------------------------------------------------------
+
+def _node_request(item: Any) -> NodeRequest:
+    if not isinstance(item, Mapping):
+        raise InvalidTopology("each node must be an object", field="nodes")
+    name = str(item.get("name") or item.get("client_id") or "")
+    try:
+        res = Resources.of(cores=float(item.get("cores", 1)),
+                           memory_mib=int(item.get("memory_mib", 256)),
+                           disk_gib=int(item.get("disk_gib", 1)),
+                           devices=tuple(item.get("devices", ())))
+    except (TypeError, ValueError) as exc:
+        raise InvalidTopology(f"node {name!r}: {exc}", field="nodes") from None
+    return NodeRequest(client_id=name, resources=res, image=item.get("image") or DEFAULT_IMAGE,
+                       exclusive=bool(item.get("exclusive", False)),
+                       component_id=item.get("component_id"), site=item.get("site"))
+
+
+def _link_request(item: Any) -> tuple[LinkRequest, list[InterfaceRequest]]:
+    if not isinstance(item, Mapping):
+        raise InvalidTopology("each link must be an object", field="links")
+    name = str(item.get("name") or item.get("client_id") or "")
+    ends = [str(n) for n in item.get("nodes", ())]
+    addresses = list(item.get("addresses") or [None] * len(ends))
+    if len(addresses) != len(ends):
+        raise InvalidTopology(f"link {name!r}: one address (or null) per node", field="links")
+    ifaces = [InterfaceRequest(f"{name}:{node}", node, addr) for node, addr in zip(ends, addresses,
+                                                                                  strict=True)]
+    capacity = item.get("capacity_mbps")
+    link = LinkRequest(name, tuple(i.client_id for i in ifaces),
+                       capacity_mbps=int(capacity) if capacity is not None else None)
+    return link, ifaces
+
+
+def parse_topology(data: Any) -> Topology:
+    """The topology JSON above as a :class:`Topology`; raise InvalidTopology naming the fault."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("nodes", []), list):
+        raise InvalidTopology("a topology is an object with a 'nodes' list", field="body")
+    nodes = tuple(_node_request(n) for n in data.get("nodes", []))
+    links, ifaces = [], []
+    for item in data.get("links") or []:
+        link, link_ifaces = _link_request(item)
+        links.append(link)
+        ifaces.extend(link_ifaces)
+    return Topology(nodes=nodes, interfaces=tuple(ifaces), links=tuple(links))
+
+
+def _request_json(node: NodeRequest) -> dict[str, Any]:
+    r = node.resources
+    return {"cores": r.cores, "memory_mib": r.memory_mib, "disk_gib": r.disk_gib,
+            "devices": [n for n, _ in r.devices], "image": node.image,
+            "exclusive": node.exclusive, "component_id": node.component_id, "site": node.site}
+
+
+def _link_json(topology: Topology, link: LinkRequest) -> dict[str, Any]:
+    ifaces = [topology.interface(i) for i in link.interfaces]
+    return {"nodes": [i.node for i in ifaces], "addresses": [i.ipv4 for i in ifaces],
+            "capacity_mbps": link.capacity_mbps}
+
+
+# -- access ---------------------------------------------------------------------------------
+
+def _slice_for(uow: UnitOfWork, caller: Caller, op: AggregateOperation, project: str,
+               name: str) -> Slice:
+    target = Target(project=uow.projects.get(project))
+    authorize_aggregate(op, caller, target)
+    item = uow.slices.get(project, name)
+    roles = roles_of(caller, Scope.PROJECT, target.project)
+    if op is not OP.SLICE_STATUS and not roles & {Role.ADMIN, Role.PI} \
+            and caller.name not in item.members:
+        raise PermissionDenied(f"{op.value}: {caller.name!r} is not a member of slice "
+                               f"{project}/{name}")
+    return item
+
+
+# -- apply ----------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Plan:
+    """The working state of one apply."""
+
+    slice: Slice
+    topology: Topology
+    keep: dict[str, SliverRow]
+    drop: list[SliverRow]
+    placement: dict[str, str]
+
+
+def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, SliverRow],
+                                                                    list[SliverRow]]:
+    wanted = {n.client_id: _request_json(n) for n in topology.nodes}
+    keep = {r.client_id: r for r in existing if wanted.get(r.client_id) == r.request}
+    return keep, [r for r in existing if r.client_id not in keep]
+
+
+def _place(uow: UnitOfWork, topology: Topology, keep: dict[str, SliverRow],
+           slice_id: int) -> dict[str, str]:
+    used: dict[str, Resources] = {}
+    for row in uow.aggregate.slivers.live(utcnow()):
+        if row.slice_id != slice_id or row.client_id in keep:
+            r = row.request
+            demand = Resources.of(cores=r["cores"], memory_mib=r["memory_mib"],
+                                  disk_gib=r["disk_gib"], devices=r.get("devices", ()))
+            used[row.node_id] = used.get(row.node_id, Resources()) + demand
+    fresh = Topology(nodes=tuple(n for n in topology.nodes if n.client_id not in keep))
+    placement = first_fit(fresh, uow.aggregate.nodes.list(), used)
+    return {**{c: r.node_id for c, r in keep.items()}, **placement}
+
+
+def _links(uow: UnitOfWork, plan: _Plan) -> list[LinkRow]:
+    """Keep unchanged links; allocate VNIs and addresses for the rest."""
+    old = {lk.client_id: lk for lk in uow.aggregate.links.of_slice(_sid(plan.slice))}
+    others = [lk for lk in uow.aggregate.links.all() if lk.slice_id != plan.slice.id]
+    vnis = {lk.vni for lk in others}
+    subnets = [ipaddress.IPv4Network(lk.subnet) for lk in others]
+    result = []
+    for link in plan.topology.links:
+        request = _link_json(plan.topology, link)
+        kept = old.get(link.client_id)
+        if kept is not None and {k: v for k, v in kept.request.items() if k != "assigned"} \
+                == request:
+            result.append(kept)
+        else:
+            result.append(_new_link(plan, link, request, vnis, subnets))
+        vnis.add(result[-1].vni)
+        subnets.append(ipaddress.IPv4Network(result[-1].subnet))
+    return result
+
+
+def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], vnis: set[int],
+              subnets: list[ipaddress.IPv4Network]) -> LinkRow:
+    addresses = assign_link_addresses(link.client_id, request["addresses"], subnets)
+    assigned = [str(a) for a in addresses]
+    return LinkRow(id=f"l-{secrets.token_hex(8)}", slice_id=_sid(plan.slice),
+                   client_id=link.client_id, vni=allocate_vni(vnis),
+                   subnet=str(addresses[0].network), capacity_mbps=link.capacity_mbps,
+                   request={**request, "assigned": assigned}, sliver_ids=())
+
+
+def _sid(item: Slice) -> int:
+    assert item.id is not None, "a stored slice has an id"
+    return item.id
+
+
+def _interfaces(links: list[LinkRow], ids: Mapping[str, str]) -> dict[str, list[SliverInterface]]:
+    per_node: dict[str, list[SliverInterface]] = {c: [] for c in ids}
+    for link in sorted(links, key=lambda lk: lk.client_id):
+        for node, ipv4 in zip(link.request["nodes"], link.request["assigned"], strict=True):
+            ifaces = per_node[node]
+            ifaces.append(SliverInterface(link.id, f"eth{len(ifaces) + 1}", ipv4,
+                                          mac_address(ids[node], link.id), link.capacity_mbps))
+    return per_node
+
+
+def _ports(uow: UnitOfWork, plan: _Plan) -> dict[str, int]:
+    drop = {r.id for r in plan.drop}
+    taken: dict[str, set[int]] = {}
+    for row in uow.aggregate.slivers.live(utcnow()):
+        if row.id not in drop:
+            taken.setdefault(row.node_id, set()).add(row.plan["control"]["first_port"])
+    ports = {c: r.plan["control"]["first_port"] for c, r in plan.keep.items()}
+    for node in plan.topology.nodes:
+        if node.client_id not in ports:
+            host = plan.placement[node.client_id]
+            ports[node.client_id] = allocate_ports(taken.setdefault(host, set()))
+            taken[host].add(ports[node.client_id])
+    return ports
+
+
+def _ssh_keys(uow: UnitOfWork, item: Slice) -> tuple[str, ...]:
+    keys = []
+    for member in sorted(item.members):
+        keys += [k.public_key for k in uow.keys.list(member, limit=10_000, offset=0).items]
+    return tuple(keys)
+
+
+def _sliver_plan(ctx: AggregateContext, plan: _Plan, node: NodeRequest, *, sliver_id: str,
+                 first_port: int, keys: tuple[str, ...],
+                 interfaces: list[SliverInterface]) -> SliverPlan:
+    item = plan.slice
+    r = node.resources
+    return SliverPlan(
+        sliver_id=sliver_id, node_id=plan.placement[node.client_id],
+        urn=str(URN(ctx.authority, "sliver", sliver_id)), slice_urn=str(item.urn),
+        project=item.project, slice=item.name, client_id=node.client_id,
+        hostname=sliver_hostname(node.client_id, item.name, item.project, ctx.domain),
+        image=node.image or DEFAULT_IMAGE, cores=r.cores, memory_mib=r.memory_mib,
+        disk_gib=r.disk_gib, first_port=first_port, port_count=10, ssh_keys=keys,
+        manifest=_manifest(plan, node.client_id), interfaces=tuple(interfaces))
+
+
+def _manifest(plan: _Plan, client_id: str) -> str:
+    """What the sliver learns about its slice (written to /etc/slicelab/manifest)."""
+    return json.dumps({"slice": str(plan.slice.urn), "client_id": client_id,
+                       "nodes": sorted(n.client_id for n in plan.topology.nodes)},
+                      sort_keys=True)
+
+
+_STARTED = SliverState().on(AllocationEvent.ALLOCATE).on(AllocationEvent.PROVISION) \
+    .operate(OperationalEvent.START)
+
+
+def _write_slivers(uow: UnitOfWork, ctx: AggregateContext, plan: _Plan,
+                   links: list[LinkRow]) -> list[SliverRow]:
+    ids = {c: r.id for c, r in plan.keep.items()}
+    ids.update({n.client_id: f"s-{secrets.token_hex(8)}" for n in plan.topology.nodes
+                if n.client_id not in ids})
+    ifaces, ports, keys = _interfaces(links, ids), _ports(uow, plan), _ssh_keys(uow, plan.slice)
+    rows = []
+    for node in plan.topology.nodes:
+        cid = node.client_id
+        sp = _sliver_plan(ctx, plan, node, sliver_id=ids[cid], first_port=ports[cid], keys=keys,
+                          interfaces=ifaces[cid])
+        pj = sp.to_json()
+        if cid in plan.keep:
+            old = plan.keep[cid].plan
+            pj.update(run=old["run"], restart_seq=old["restart_seq"])
+            rows.append(replace(plan.keep[cid], plan=pj))
+            uow.aggregate.slivers.save(rows[-1])
+            continue
+        rows.append(SliverRow(ids[cid], _sid(plan.slice), plan.slice.project, plan.slice.name,
+                              sp.node_id, cid, _request_json(node), pj,
+                              _STARTED.allocation.value, _STARTED.operational.value))
+        uow.aggregate.slivers.add(rows[-1], created=utcnow())
+    return rows
+
+
+def _write_links(uow: UnitOfWork, slice_id: int, links: list[LinkRow],
+                 ids: Mapping[str, str]) -> None:
+    old = {lk.id for lk in uow.aggregate.links.of_slice(slice_id)}
+    uow.aggregate.links.delete(old - {lk.id for lk in links})
+    for link in links:
+        row = replace(link, sliver_ids=tuple(ids[n] for n in link.request["nodes"]))
+        if link.id in old:
+            uow.aggregate.links.save(row)
+        else:
+            uow.aggregate.links.add(row)
+
+
+def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
+                   name: str, data: Any) -> list[SliverRow]:
+    """Make slice ``project/name`` hold exactly the topology ``data``; return its slivers."""
+    item = _slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    topology = parse_topology(data)
+    for node in topology.nodes:
+        sliver_hostname(node.client_id, item.name, item.project, ctx.domain)
+    existing = uow.aggregate.slivers.of_slice(_sid(item))
+    keep, drop = _split(existing, topology)
+    plan = _Plan(item, topology, keep, drop, {})
+    plan.placement = _place(uow, topology, keep, _sid(item))
+    links = _links(uow, plan)
+    uow.aggregate.slivers.delete([r.id for r in drop])
+    uow.aggregate.links.delete([lk.id for lk in uow.aggregate.links.of_slice(_sid(item))
+                                if lk.id not in {x.id for x in links}])
+    rows = _write_slivers(uow, ctx, plan, links)
+    _write_links(uow, _sid(item), links, {r.client_id: r.id for r in rows})
+    touched = {r.node_id for r in existing} | {r.node_id for r in rows}
+    changed = refresh_desired(uow, ctx, touched)
+    uow.commit()
+    ctx.notify(changed)
+    return rows
+
+
+def release_slice(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
+                  name: str) -> None:
+    """Remove every sliver and link of the slice; their nodes then tear them down."""
+    item = _slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    existing = uow.aggregate.slivers.of_slice(_sid(item))
+    uow.aggregate.links.delete([lk.id for lk in uow.aggregate.links.of_slice(_sid(item))])
+    uow.aggregate.slivers.delete([r.id for r in existing])
+    changed = refresh_desired(uow, ctx, {r.node_id for r in existing})
+    uow.commit()
+    ctx.notify(changed)
+
+
+# -- status and exec ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SliverStatus:
+    client_id: str
+    sliver_id: str
+    urn: str
+    node: str
+    hostname: str
+    allocation_state: str
+    operational_state: str
+    state: str | None
+    error: str | None
+    addresses: tuple[str, ...]
+    ssh_host: str | None
+    ssh_port: int | None
+
+    @property
+    def ssh_command(self) -> str | None:
+        if self.ssh_host is None or self.ssh_port is None:
+            return None
+        return f"ssh -p {self.ssh_port} root@{self.ssh_host}"
+
+
+def slice_status(uow: UnitOfWork, caller: Caller, project: str,
+                 name: str) -> list[SliverStatus]:
+    item = _slice_for(uow, caller, OP.SLICE_STATUS, project, name)
+    names = {n.id: n.name for n in uow.aggregate.nodes.list()}
+    result = []
+    for row in uow.aggregate.slivers.of_slice(_sid(item)):
+        plan = plan_from_row(row)
+        result.append(SliverStatus(
+            row.client_id, row.id, plan.urn, names.get(row.node_id, row.node_id), plan.hostname,
+            row.allocation_state, row.operational_state, row.reported_state, row.error,
+            tuple(i.ipv4 for i in plan.interfaces if i.ipv4), row.ssh_host, row.ssh_port))
+    return result
+
+
+def queue_exec(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str, name: str,
+               client_id: str, *, argv: Sequence[str], timeout: float) -> CommandRow:
+    """Put a command for sliver ``client_id`` into its node's desired state."""
+    item = _slice_for(uow, caller, OP.SLIVER_EXEC, project, name)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise InvalidInput("argv must be a non-empty list of strings", field="argv")
+    if not 0 < timeout <= MAX_EXEC_TIMEOUT:
+        raise InvalidInput(f"timeout must be in (0, {MAX_EXEC_TIMEOUT:g}] s", field="timeout")
+    row = next((r for r in uow.aggregate.slivers.of_slice(_sid(item))
+                if r.client_id == client_id), None)
+    if row is None:
+        raise NotFound(f"slice {project}/{name} has no node {client_id!r}", field="client_id")
+    command = CommandRow(f"c-{secrets.token_hex(8)}", row.node_id, row.id, tuple(argv), timeout)
+    uow.aggregate.commands.add(command, created=utcnow())
+    changed = refresh_desired(uow, ctx, [row.node_id])
+    uow.commit()
+    ctx.notify(changed)
+    return command

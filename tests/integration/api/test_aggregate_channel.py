@@ -1,0 +1,154 @@
+"""The node channel: enrollment, signed requests, failure counting and the long-poll."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aggregate_fakes import AGENT, API, FakeAgent, boot, enroll, enrollment_token, make_site
+from fastapi import FastAPI
+
+from slicelab.api.app import create_app
+from slicelab.domain.roles import Caller
+from slicelab.identity.nodekey import new_nonce
+from slicelab.services.sites import create_enrollment
+from slicelab.settings import Settings
+from slicelab.store.uow import UnitOfWorkFactory
+
+
+@pytest.fixture
+def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
+    return create_app(settings, uow_factory=uow_factory)
+
+
+def test_enrollment_token_is_one_time(client: Any, admin: dict[str, str]) -> None:
+    make_site(client, admin)
+    token = enrollment_token(client, admin, name="host7")
+    body = {"token": token, "hostname": "whatever.example", "inventory": {"cores": 2}}
+    first = client.post(f"{AGENT}/enroll", json=body)
+    assert first.status_code == 201, first.text
+    out = first.json()
+    assert out["node_name"] == "host7" and out["node_id"].startswith("n-")
+    assert out["node_urn"] == "urn:publicid:IDN+test.slicelab+node+host7"
+    again = client.post(f"{AGENT}/enroll", json=body)
+    assert again.status_code == 401 and "used already" in again.json()["detail"]
+    listed = client.get(f"{API}/nodes", headers=admin)
+    assert listed.json()[0]["boot_state"] == "new"
+    assert out["node_key"] not in listed.text and "key" not in listed.json()[0]
+
+
+def test_expired_and_unknown_tokens_are_refused(client: Any, admin: dict[str, str],
+                                                uow_factory: UnitOfWorkFactory) -> None:
+    make_site(client, admin)
+    with uow_factory() as uow:
+        root = Caller(member=uow.members.get("root"))
+        token, _ = create_enrollment(uow, root, "lab", ttl=timedelta(seconds=-1))
+    for candidate in (token, "not-a-token"):
+        r = client.post(f"{AGENT}/enroll", json={"token": candidate, "hostname": "h"})
+        assert r.status_code == 401
+        assert r.headers["content-type"].startswith("application/problem+json")
+    assert "expired" in client.post(f"{AGENT}/enroll",
+                                    json={"token": token, "hostname": "h"}).json()["detail"]
+
+
+def test_only_operators_enroll(client: Any, admin: dict[str, str]) -> None:
+    make_site(client, admin)
+    r = client.post(f"{API}/members", headers=admin,
+                    json={"name": "bob", "email": "bob@example.org"})
+    bob = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert client.post(f"{API}/sites/lab/enrollments", headers=bob).status_code == 403
+    assert client.post(f"{API}/sites", headers=bob, json={"name": "x"}).status_code == 403
+    assert client.get(f"{API}/sites", headers=bob).json()[0]["name"] == "lab"
+
+
+def _failures(client: Any, admin: dict[str, str], name: str) -> tuple[int, str]:
+    node = client.get(f"{API}/nodes/{name}", headers=admin).json()
+    return node["auth_failures"], node["boot_state"]
+
+
+def test_signed_requests_accepted_and_bad_ones_counted(client: Any,
+                                                       admin: dict[str, str]) -> None:
+    make_site(client, admin)
+    agent = enroll(client, admin, "host1", host_ip="172.31.250.2")
+    boot(agent, host_ip="172.31.250.2")
+    assert _failures(client, admin, "host1") == (0, "boot")
+    forged = agent.get(f"{AGENT}/desired?wait=0", key=b"x" * 32)
+    assert forged.status_code == 401 and "forged" in forged.json()["detail"]
+    nonce = new_nonce()
+    assert agent.get(f"{AGENT}/desired?wait=0", nonce=nonce).status_code == 200
+    replayed = agent.get(f"{AGENT}/desired?wait=0", nonce=nonce)
+    assert replayed.status_code == 401 and "replayed" in replayed.json()["detail"]
+    stale = FakeAgent(client, agent.node_id, agent.key, agent.name, skew=-120).desired()
+    assert stale.status_code == 401 and "stale" in stale.json()["detail"]
+    assert _failures(client, admin, "host1") == (2, "boot")  # the replay reset nothing
+    assert agent.desired().status_code == 200
+    assert _failures(client, admin, "host1") == (0, "boot")
+    unknown = FakeAgent(client, "n-nobody", agent.key, "x").desired()
+    assert unknown.status_code == 401 and "unknown" in unknown.json()["detail"]
+
+
+def test_repeated_failures_put_the_node_into_debug(client: Any, admin: dict[str, str]) -> None:
+    make_site(client, admin)
+    agent = enroll(client, admin, "host1", host_ip="172.31.250.2")
+    boot(agent, host_ip="172.31.250.2")
+    for _ in range(5):
+        assert agent.get(f"{AGENT}/desired?wait=0", key=b"y" * 32).status_code == 401
+    assert _failures(client, admin, "host1") == (5, "debug")
+    doc = agent.desired().json()
+    assert doc["boot_state"] == "debug"
+    r = client.post(f"{API}/nodes/host1/state", headers=admin, json={"state": "boot"})
+    assert r.status_code == 200 and r.json()["boot_state"] == "boot"
+    bad = client.post(f"{API}/nodes/host1/state", headers=admin, json={"state": "install"})
+    assert bad.status_code == 409
+
+
+def test_long_poll_answers_within_100_ms_of_a_change(client: Any, admin: dict[str, str]) -> None:
+    make_site(client, admin)
+    agent = enroll(client, admin, "host1", host_ip="172.31.250.2")
+    generation = boot(agent, host_ip="172.31.250.2")
+    idle = agent.desired(after=generation, wait=0.2)
+    assert idle.status_code == 204
+    result: dict[str, Any] = {}
+
+    def poll() -> None:
+        result["response"] = agent.desired(after=generation, wait=10)
+        result["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(0.3)  # the poll is waiting
+    r = client.post(f"{API}/nodes/host1/state", headers=admin, json={"state": "disabled"})
+    changed = time.monotonic()
+    waiter.join(5)
+    assert r.status_code == 200 and not waiter.is_alive()
+    latency = result["at"] - changed
+    print(f"long-poll latency after the change: {latency * 1000:.1f} ms")
+    assert latency < 0.1
+    doc = result["response"].json()
+    assert doc["generation"] == generation + 1 and doc["boot_state"] == "disabled"
+
+
+def test_images_are_built_listed_and_served_to_signed_nodes(client: Any,
+                                                           admin: dict[str, str]) -> None:
+    built = client.post(f"{API}/images/minimal/build", headers=admin)
+    assert built.status_code == 201, built.text
+    assert built.json()["name"] == "minimal" and built.json()["files"] > 3
+    assert [i["name"] for i in client.get(f"{API}/images", headers=admin).json()] == ["minimal"]
+    assert client.post(f"{API}/images/nosuch/build", headers=admin).status_code == 404
+    make_site(client, admin)
+    agent = enroll(client, admin, "host1", host_ip="172.31.250.2")
+    assert client.get(f"{AGENT}/images/minimal").status_code == 401  # unsigned
+    r = agent.get(f"{AGENT}/images/minimal")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+        names = tar.getnames()
+    assert "bin/busybox" in names and "etc/inittab" in names
+    assert agent.get(f"{AGENT}/images/nosuch").status_code == 404

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import collections
+import io
+import random
+from pathlib import Path
+
+import pytest
+import zstandard
+from fastapi.testclient import TestClient
+from images_harness import make_app
+
+from slicelab.images.chunker import ChunkParams
+from slicelab.images.http import IMMUTABLE, ZSTD
+from slicelab.images.manifest import Manifest, build_manifest
+from slicelab.images.store import ImageStore
+
+SMALL = ChunkParams(min_size=1024, avg_size=4096, max_size=16384)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    app = make_app(ImageStore(tmp_path), collections.Counter())
+    return TestClient(app, base_url="http://testserver/api/v1/")
+
+
+def _image(seed: int, version: str = "1") -> tuple[Manifest, dict[str, bytes]]:
+    pieces: dict[str, bytes] = {}
+    data = random.Random(seed).randbytes(60_000) + b"a" * 40_000
+    manifest = build_manifest(io.BytesIO(data), name="rootfs", version=version, params=SMALL,
+                              sink=lambda p: pieces.__setitem__(p.hash, p.data))
+    return manifest, pieces
+
+
+def _upload(client: TestClient, manifest: Manifest, pieces: dict[str, bytes]) -> None:
+    begun = client.post("uploads", content=manifest.to_json())
+    assert begun.status_code == 201
+    assert set(begun.json()["missing"]) <= set(pieces)
+    for i, digest in enumerate(begun.json()["missing"]):
+        if i % 2:
+            blob = zstandard.ZstdCompressor().compress(pieces[digest])
+            sent = client.put(f"chunks/{digest}", content=blob, headers={"Content-Type": ZSTD})
+        else:
+            sent = client.put(f"chunks/{digest}", content=pieces[digest])
+        assert sent.status_code == 201
+
+
+def test_upload_then_serve_with_caching_headers(client: TestClient) -> None:
+    manifest, pieces = _image(1)
+    _upload(client, manifest, pieces)
+    assert client.get(f"uploads/{manifest.id}").json()["complete"] is True
+    got = client.get(f"manifests/{manifest.id}", headers={"Accept-Encoding": "identity"})
+    assert got.content == manifest.to_json()
+    assert got.headers["cache-control"] == IMMUTABLE
+    assert got.headers["etag"] == f'"{manifest.id}"'
+    again = client.get(f"manifests/{manifest.id}",
+                       headers={"If-None-Match": got.headers["etag"],
+                                "Accept-Encoding": "identity"})
+    assert again.status_code == 304
+    digest = manifest.chunks[0].hash
+    chunk = client.get(f"chunks/{digest}")
+    assert chunk.headers["content-type"] == ZSTD
+    assert chunk.headers["etag"] == f'"{digest}"'
+    assert zstandard.ZstdDecompressor().decompress(chunk.content) == pieces[digest]
+
+
+def test_manifest_is_zstd_encoded_when_accepted(client: TestClient) -> None:
+    manifest, pieces = _image(2)
+    _upload(client, manifest, pieces)
+    got = client.get(f"manifests/{manifest.id}", headers={"Accept-Encoding": "zstd"})
+    assert got.headers["content-encoding"] == "zstd"
+    assert got.content == manifest.to_json()  # decoded by the client
+
+
+def test_which_chunks_are_missing(client: TestClient) -> None:
+    manifest, pieces = _image(3)
+    hashes = list(pieces)
+    assert client.head(f"chunks/{hashes[0]}").status_code == 404
+    assert client.post("chunks/missing", json={"hashes": hashes}).json()["missing"] == hashes
+    client.put(f"chunks/{hashes[0]}", content=pieces[hashes[0]])
+    assert client.head(f"chunks/{hashes[0]}").status_code == 200
+    assert client.post("chunks/missing", json={"hashes": hashes}).json()["missing"] == hashes[1:]
+
+
+def test_list_show_deprecate_delete(client: TestClient) -> None:
+    for seed, version in ((4, "1"), (5, "2")):
+        _upload(client, *_image(seed, version))
+    assert [i["version"] for i in client.get("images").json()] == ["1", "2"]
+    assert len(client.get("images/rootfs").json()) == 2
+    shown = client.put("images/rootfs/1/deprecated", json={"deprecated": True}).json()
+    assert shown["deprecated"] is True
+    assert client.get("images/rootfs/1").json()["deprecated"] is True
+    assert client.delete("images/rootfs/1").status_code == 204
+    missing = client.get("images/rootfs/1")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_errors(client: TestClient) -> None:
+    assert client.get(f"chunks/{'0' * 64}").status_code == 404
+    assert client.get("chunks/nothex").status_code == 422
+    assert client.put(f"chunks/{'0' * 64}", content=b"not these bytes").status_code == 500
+    assert client.post("uploads", content=b"{}").status_code == 422
+    assert client.get(f"uploads/{'1' * 64}").status_code == 404
+    big = client.put(f"chunks/{'0' * 64}", content=b"x" * (16 * 1024 * 1024 + 1))
+    assert big.status_code == 413

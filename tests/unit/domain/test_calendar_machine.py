@@ -1,0 +1,117 @@
+"""No double booking: random books, renewals and releases against a brute-force oracle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from slicelab.domain.calendar import Booking, Calendar, Window
+from slicelab.domain.errors import InsufficientResources
+from slicelab.domain.inventory import Host, Inventory
+from slicelab.domain.resources import Resources
+
+T0 = datetime(2031, 3, 1, tzinfo=UTC)
+H = timedelta(hours=1)
+HOSTS = [Host(h, h, "s", Resources(4000, 8, 0, 0, (("gpu", 1),)), uplink_mbps=10)
+         for h in ("a", "b")]
+
+
+def at(hour: int) -> datetime:
+    return T0 + hour * H
+
+
+def oversubscribed(bookings: list[Booking]) -> bool:
+    """Brute force: at every instant where some booking starts, sum what is live per host."""
+    instants = {b.window.start for b in bookings}
+    for host in HOSTS:
+        for t in instants:
+            live = [b for b in bookings
+                    if b.host_id == host.id and b.window.start <= t < b.window.end]
+            total = sum((b.resources for b in live), Resources())
+            if total.shortfall(host.capacity):
+                return True
+            if sum(b.uplink_mbps for b in live) > (host.uplink_mbps or 0):
+                return True
+            if any(b.exclusive for b in live) and len(live) > 1:
+                return True
+    return False
+
+
+shares = st.builds(
+    lambda host, cpu, mem, gpu, up, excl: (host, Resources(cpu, mem, 0, 0,
+                                                           (("gpu", 1),) if gpu else ()),
+                                           up, excl),
+    st.sampled_from(["a", "b"]), st.sampled_from([500, 1000, 2000, 3000]),
+    st.integers(0, 6), st.booleans(), st.integers(0, 6), st.booleans())
+
+
+class CalendarMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cal = Calendar(Inventory(HOSTS))
+        self.n = 0
+
+    def mine(self) -> list[Booking]:
+        return list(self.cal.bookings())
+
+    def leases(self) -> list[str]:
+        return sorted({b.lease_id for b in self.mine()})
+
+    @rule(start=st.integers(0, 10), hours=st.integers(1, 4),
+          parts=st.lists(shares, min_size=1, max_size=3))
+    def book(self, start: int, hours: int,
+             parts: list[tuple[str, Resources, int, bool]]) -> None:
+        self.n += 1
+        lease = f"l{self.n}"
+        window = Window(at(start), at(start + hours))
+        new = [Booking(lease, h, "p/s", window, r, excl, up) for h, r, up, excl in parts]
+        expect_ok = not oversubscribed(self.mine() + new)
+        try:
+            self.cal.book(new, now=T0)
+        except InsufficientResources:
+            assert not expect_ok, "refused a lease that fits"
+        else:
+            assert expect_ok, "accepted a lease that oversubscribes"
+
+    @precondition(lambda self: bool(self.cal.bookings()))
+    @rule(pick=st.integers(0, 1000), extra=st.integers(1, 6), partial=st.booleans())
+    def renew(self, pick: int, extra: int, partial: bool) -> None:
+        lease = self.leases()[pick % len(self.leases())]
+        group = self.cal.lease(lease)
+        old = group[0].window
+        wanted = old.end + extra * H
+        others = [b for b in self.mine() if b.lease_id != lease]
+
+        def fits_until(end: datetime) -> bool:
+            moved = [Booking(b.lease_id, b.host_id, b.slice_id, Window(old.start, end),
+                             b.resources, b.exclusive, b.uplink_mbps) for b in group]
+            return not oversubscribed(others + moved)
+
+        best = max(h for h in range(0, extra + 1) if fits_until(old.end + h * H))
+        try:
+            got = self.cal.renew(lease, end=wanted, now=T0, partial=partial)
+        except InsufficientResources:
+            assert not partial and best < extra
+            assert self.cal.lease(lease)[0].window == old
+        else:
+            assert got.end == old.end + best * H
+            assert partial or best == extra
+
+    @precondition(lambda self: bool(self.cal.bookings()))
+    @rule(pick=st.integers(0, 1000))
+    def release(self, pick: int) -> None:
+        lease = self.leases()[pick % len(self.leases())]
+        assert self.cal.release(lease)
+        assert lease not in self.leases()
+
+    @invariant()
+    def never_oversubscribed(self) -> None:
+        assert not oversubscribed(self.mine())
+
+
+CalendarMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30,
+                                             deadline=None)
+TestCalendarMachine = CalendarMachine.TestCase
