@@ -1,8 +1,8 @@
 """Shared fixtures: a migrated, empty database on SQLite and on PostgreSQL.
 
-* ``database`` — ``(url, schema)``, parametrized over ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
-  (``SLICELAB_TEST_POSTGRES``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/
-  slicelab_test``, in a fresh schema per test, dropped afterwards). When PostgreSQL is
+* ``database`` — ``(url, schema)``, parametrized over ``sqlite`` (a file in ``tmp_path``)
+  and ``postgresql`` (``$SLICELAB_TEST_POSTGRES``, default :data:`POSTGRES_URL`, in a
+  fresh schema per test, dropped afterwards). When PostgreSQL is
   unreachable its tests are skipped, except with ``CI=true``, where they fail.
 * ``engine`` — a SQLAlchemy engine on that database, migrated to the newest revision.
 * ``uow_factory`` — makes :class:`slicelab.store.uow.UnitOfWork` objects on ``engine``.

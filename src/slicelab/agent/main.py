@@ -142,7 +142,8 @@ def make_runtime(config: AgentConfig, *, host_ip: str) -> Runtime:
     from slicelab.agent.runtime.node import NodeRuntime
 
     return NodeRuntime(state_dir=config.state_dir, prefix=config.prefix,
-                       control_subnet=config.control_subnet, host_ip=host_ip)
+                       control_subnet=config.control_subnet, host_ip=host_ip,
+                       metadata_port=config.metadata_port or None)
 
 
 def _metadata(config: AgentConfig) -> MetadataServer | None:

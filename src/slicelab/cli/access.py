@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -33,20 +34,28 @@ def exec_command(ref: SliceRef, node: NodeArg,
     raise typer.Exit(result.exit_code)
 
 
-def ssh_argv(host: str, port: int, identity: Path) -> list[str]:
-    return ["ssh", "-p", str(port), "-i", str(identity), f"root@{host}"]
+def ssh_argv(host: str, port: int, identity: Path, *, options: Sequence[str] = (),
+             command: Sequence[str] = ()) -> list[str]:
+    extra = [word for option in options for word in ("-o", option)]
+    return ["ssh", "-p", str(port), "-i", str(identity), *extra, f"root@{host}",
+            *(["--", *command] if command else [])]
 
 
 def ssh(ref: SliceRef, node: NodeArg,
+        command: Annotated[list[str] | None, typer.Argument(
+            metavar="[-- CMD...]", help="Run this instead of a login shell.")] = None,
         identity: Annotated[Path | None, typer.Option(
-            "--identity", "-i", help="Private key (default ~/.ssh/id_ed25519).")] = None
+            "--identity", "-i", help="Private key (default ~/.ssh/id_ed25519).")] = None,
+        option: Annotated[list[str] | None, typer.Option(
+            "--option", "-o", help="An ssh -o option, e.g. StrictHostKeyChecking=no.")] = None
         ) -> None:
-    """Open an SSH session to a sliver (runs OpenSSH's ssh)."""
+    """Open an SSH session to a sliver, or run a command there (runs OpenSSH's ssh)."""
     with session.connect() as sl:
         sliver = sl.slice_status(ref).sliver(node)
     if not sliver.ssh or not sliver.ssh.get("host") or not sliver.ssh.get("port"):
         raise Unavailable(f"{ref} {node} has no SSH endpoint yet (state "
                           f"{sliver.state or sliver.operational_state})")
     key = identity or Path.home() / ".ssh" / "id_ed25519"
-    argv = ssh_argv(str(sliver.ssh["host"]), int(sliver.ssh["port"]), key)
+    argv = ssh_argv(str(sliver.ssh["host"]), int(sliver.ssh["port"]), key,
+                    options=option or (), command=command or ())
     os.execvp(argv[0], argv)

@@ -50,3 +50,7 @@ app.add_typer(_nodes_cli.images, name="image")
 _slice_ops_cli.register(slices.app)
 app.command("exec")(_access_cli.exec_command)
 app.command("ssh")(_access_cli.ssh)
+
+from . import demo as _demo_cli  # noqa: E402
+
+app.command("demo")(_demo_cli.demo)

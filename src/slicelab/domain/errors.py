@@ -29,7 +29,8 @@ own leaves at the top of its module:
 
     InvalidTopology   ← rspec.errors.InvalidRSpec ← UnsafeXML, NotOffered
     InsufficientResources ← domain.placement.PlacementFailed, images.errors.CacheFull
-    AuthenticationFailed  ← identity.nodekey.NodeAuthenticationFailed (forged|stale|replayed|unknown)
+    AuthenticationFailed  ← identity.nodekey.NodeAuthenticationFailed
+                            (why: forged, stale, replayed or unknown)
     SlicelabError     ← images.errors.IntegrityError, agent.runtime.errors.KernelError
     Unavailable       ← agent.runtime.errors.MissingPackage, api.agent.slices.CommandTimedOut
 

@@ -23,11 +23,13 @@ Strategy — greedy with bounded backtracking:
 The search is deterministic: every order is fixed by sizes, then by host id.
 
 Candidates come from a :class:`HostIndex` built once per inventory snapshot and kept current
-by the calendar's change notices: hosts grouped by (hardware types, device names), globally
-and per site, each group a sorted list keyed by *headroom* (capacity minus the peak of all of
-the host's bookings, in millicores and MiB). A host whose headroom fits fits in any window;
-one whose headroom does not but that has bookings may still fit this window, so those are
-tried after the rest. A query is a bisection and a short walk, not a scan of all hosts.
+by the calendar's change notices: hosts grouped by (hardware types, device names, capacity
+shape in powers of two), globally and per site, each group a sorted list keyed by *headroom*
+(capacity minus the peak of all of the host's bookings, in millicores and MiB). Groups too
+small for a request are skipped whole. A host whose headroom fits fits in any window; one
+whose headroom does not but that has bookings may still fit this window, so those (kept in a
+second sorted list per group) are tried after the rest. A query is a bisection and a short
+walk, not a scan of all hosts.
 
 When nothing fits, :class:`PlacementFailed` (an :class:`InsufficientResources`) names the
 node or link, the constraint, the numbers from :meth:`Resources.shortfall` and the nearest
@@ -64,7 +66,7 @@ __all__ = [
 ]
 
 _Key = tuple[int, int, str]  # (headroom millicores, headroom MiB, host id)
-_Class = tuple[frozenset[str], frozenset[str]]  # (hardware types, device names)
+_Class = tuple[frozenset[str], frozenset[str], int, int]  # hw types, devices, shape bits
 _FULL: tuple[int, int] = (-1, -1)
 
 
@@ -163,28 +165,55 @@ class FreeHosts(Protocol):
 
 
 def _class_of(host: Host) -> _Class:
-    return host.hardware_types, frozenset(name for name, _ in host.capacity.devices)
+    cap = host.capacity
+    return (host.hardware_types, frozenset(name for name, _ in cap.devices),
+            cap.cpu_milli.bit_length(), cap.memory_mib.bit_length())
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """Hosts of one class: all by headroom, and the booked ones again on their own."""
+
+    keys: list[_Key] = field(default_factory=list)
+    booked: list[_Key] = field(default_factory=list)
+    max_cpu: int = 0
+    max_mem: int = 0
+
+    def add(self, host: Host, key: _Key, *, booked: bool) -> None:
+        self.keys.append(key)
+        if booked:
+            self.booked.append(key)
+        self.max_cpu = max(self.max_cpu, host.capacity.cpu_milli)
+        self.max_mem = max(self.max_mem, host.capacity.memory_mib)
 
 
 class HostIndex:
-    """Available hosts grouped by class and sorted by headroom, kept current by the calendar."""
+    """Available hosts grouped by class and sorted by headroom, kept current by the calendar.
+
+    A class is (hardware types, device names, capacity shape rounded to powers of two), so a
+    query skips whole groups of hosts that are too small, whatever their use.
+    """
 
     def __init__(self, inventory: Inventory, calendar: Calendar, *, follow: bool = True) -> None:
         self.inventory = inventory
         self.calendar = calendar
-        self._lists: dict[tuple[str | None, _Class], list[_Key]] = {}
+        self._buckets: dict[tuple[str | None, _Class], _Bucket] = {}
         self._keys: dict[str, _Key] = {}
-        self._match: dict[tuple[str | None, frozenset[str], frozenset[str]],
-                          list[list[_Key]]] = {}
+        self._booked: set[str] = set()
+        self._match: dict[tuple[str | None, frozenset[str], frozenset[str]], list[_Bucket]] = {}
         for host in inventory.hosts.values():
             if host.available:
                 self._keys[host.id] = self._key(host)
+                if calendar.has_bookings(host.id):
+                    self._booked.add(host.id)
         for host_id, key in self._keys.items():
             host = inventory.hosts[host_id]
             for site in (None, host.site):
-                self._lists.setdefault((site, _class_of(host)), []).append(key)
-        for keys in self._lists.values():
-            keys.sort()
+                bucket = self._buckets.setdefault((site, _class_of(host)), _Bucket())
+                bucket.add(host, key, booked=host_id in self._booked)
+        for bucket in self._buckets.values():
+            bucket.keys.sort()
+            bucket.booked.sort()
         if follow:
             calendar.subscribe(self.refresh)
 
@@ -202,21 +231,25 @@ class HostIndex:
             return
         host = self.inventory.hosts[host_id]
         new = self._key(host)
-        if new == old:
-            return
+        was, now = host_id in self._booked, self.calendar.has_bookings(host_id)
         self._keys[host_id] = new
+        (self._booked.add if now else self._booked.discard)(host_id)
         for site in (None, host.site):
-            keys = self._lists[(site, _class_of(host))]
-            del keys[bisect_left(keys, old)]
-            insort(keys, new)
+            bucket = self._buckets[(site, _class_of(host))]
+            _move(bucket.keys, old, new)
+            if was:
+                del bucket.booked[bisect_left(bucket.booked, old)]
+            if now:
+                insort(bucket.booked, new)
 
     def lists_for(self, *, site: str | None, hardware: frozenset[str],
-                  devices: frozenset[str]) -> list[list[_Key]]:
-        """The sorted lists of every class that offers ``hardware`` and ``devices`` at ``site``."""
+                  devices: frozenset[str]) -> list[_Bucket]:
+        """The buckets of every class that offers ``hardware`` and ``devices`` at ``site``."""
         query = (site, hardware, devices)
         found = self._match.get(query)
         if found is None:
-            found = [keys for (s, (hw, dev)), keys in sorted(self._lists.items(), key=_list_order)
+            found = [b for (s, (hw, dev, _, _)), b in sorted(self._buckets.items(),
+                                                             key=_bucket_order)
                      if s == site and hardware <= hw and devices <= dev]
             self._match[query] = found
         return found
@@ -226,24 +259,22 @@ class HostIndex:
         """Hosts that may fit ``need`` in some window: best fit first, then (when ``booked``)
         hosts whose headroom is too small but whose bookings may leave room in the window."""
         devices = frozenset(name for name, _ in need.devices)
-        lists = self.lists_for(site=site, hardware=hardware, devices=devices)
+        buckets = [b for b in self.lists_for(site=site, hardware=hardware, devices=devices)
+                   if b.max_cpu >= need.cpu_milli and b.max_mem >= need.memory_mib]
         probe = (need.cpu_milli, need.memory_mib, "")
-        cuts = [bisect_left(keys, probe) for keys in lists]
-        ahead = heapq.merge(*(_walk(keys, i, len(keys), 1) for keys, i in zip(lists, cuts,
-                                                                              strict=True)))
-        hosts, calendar = self.inventory.hosts, self.calendar
+        hosts, mine = self.inventory.hosts, self._booked
+        ahead = heapq.merge(*(_walk(b.keys, bisect_left(b.keys, probe), len(b.keys), 1)
+                              for b in buckets))
         for _, mem, host_id in ahead:
-            if mem >= need.memory_mib or (booked and calendar.has_bookings(host_id)):
+            if mem >= need.memory_mib or (booked and host_id in mine):
                 yield hosts[host_id]
         if not booked:
             return
-        behind = heapq.merge(*(_walk(keys, i - 1, -1, -1) for keys, i in zip(lists, cuts,
-                                                                              strict=True)),
-                             reverse=True)
+        behind = heapq.merge(*(_walk(b.booked, bisect_left(b.booked, probe) - 1, -1, -1)
+                               for b in buckets), reverse=True)
         for _, _, host_id in behind:
-            host = hosts[host_id]
-            if calendar.has_bookings(host_id) and _static_fit(host.capacity, need):
-                yield host
+            if _static_fit(hosts[host_id].capacity, need):
+                yield hosts[host_id]
 
     def free_hosts(self, need: Resources, window: Window, *, site: str | None = None,
                    hardware_type: str | None = None, limit: int = 10) -> list[Host]:
@@ -261,15 +292,20 @@ class HostIndex:
                 count: int) -> list[Host]:
         """The ``count`` hosts with most headroom in each matching class (for near misses)."""
         devices = frozenset(name for name, _ in need.devices)
-        ids = {k[2] for keys in self.lists_for(site=site, hardware=hardware, devices=devices)
-               for k in keys[-count:]}
+        ids = {k[2] for b in self.lists_for(site=site, hardware=hardware, devices=devices)
+               for k in b.keys[-count:]}
         return [self.inventory.hosts[i] for i in sorted(ids)]
 
 
-def _list_order(item: tuple[tuple[str | None, _Class], list[_Key]]) -> tuple[str, list[str],
-                                                                              list[str]]:
-    (site, (hw, dev)), _ = item
-    return site or "", sorted(hw), sorted(dev)
+def _move(keys: list[_Key], old: _Key, new: _Key) -> None:
+    del keys[bisect_left(keys, old)]
+    insort(keys, new)
+
+
+def _bucket_order(item: tuple[tuple[str | None, _Class], _Bucket],
+                  ) -> tuple[str, list[str], list[str], int, int]:
+    (site, (hw, dev, cpu, mem)), _ = item
+    return site or "", sorted(hw), sorted(dev), cpu, mem
 
 
 def _walk(keys: list[_Key], start: int, stop: int, step: int) -> Iterator[_Key]:
@@ -528,7 +564,7 @@ class _Search:
         else:
             over.resources = over.resources + node.need
             over.nodes.append(node.index)
-        problem = None
+        problem = self._uplink_problem(node) if node.links else None
         if problem is None:
             return None
         self.uplink_notes[node.index] = problem

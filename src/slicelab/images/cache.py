@@ -133,11 +133,21 @@ class ImageCache:
         """Chunks (hash -> length) not present and sound; unsound ones are deleted."""
         return {h: n for h, n in manifest.unique_hashes().items() if not self.store.verify(h)}
 
+    def _base_for(self, image: str) -> str | None:
+        """The most recently used other image: likely an older version of this one."""
+        others = [r.id for r in self.images() if r.id != image]
+        return others[-1] if others else None
+
     async def fetch(self, image: str, *, pins: Iterable[str] = (),
-                    progress: ProgressFn | None = None) -> Manifest:
-        """Make every chunk of ``image`` present and verified, fetching only what is missing."""
+                    progress: ProgressFn | None = None, base: str | None = None) -> Manifest:
+        """Make every chunk of ``image`` present and verified, fetching only what is missing.
+
+        ``base`` names a manifest held here that the new one probably shares most chunks
+        with (by default the most recently used image); its manifest then travels as a delta.
+        """
+        base = base or self._base_for(image)
         async with self.fetcher.client() as client:
-            manifest = await self.fetcher.manifest(client, image)
+            manifest = await self.fetcher.manifest(client, image, base=base)
         if image not in self._index:
             self._touch(image)
         missing = await asyncio.to_thread(self.missing, manifest)

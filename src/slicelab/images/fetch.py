@@ -19,8 +19,7 @@ import httpx
 
 from slicelab.domain.errors import NotFound, SlicelabError, Unavailable
 from slicelab.images.errors import IntegrityError
-from slicelab.images.http import BASE_HEADER
-from slicelab.images.manifest import Manifest, decode_delta
+from slicelab.images.manifest import BASE_HEADER, Manifest, decode_delta
 from slicelab.images.store import ChunkStore
 
 __all__ = ["FetchOptions", "Fetcher", "Progress", "ProgressFn", "RetryPolicy", "TokenBucket"]

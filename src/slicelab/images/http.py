@@ -5,7 +5,8 @@ Chunks and manifests are immutable and named by their hash, so they are served w
 travel as one zstd frame (``application/zstd``); manifests as canonical JSON, zstd-encoded
 when the client accepts it.  ``GET /manifests/{id}?base={older id}`` sends the manifest
 compressed against an older one the client holds (header ``X-Slicelab-Manifest-Base``
-says the base was used; without it the reply is the plain manifest).  Errors are raised from :mod:`slicelab.domain.errors`.
+says the base was used; without it the reply is the plain manifest).  Errors are raised
+from :mod:`slicelab.domain.errors`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from slicelab.domain.errors import PayloadTooLarge
-from slicelab.images.manifest import MAX_CHUNK, MAX_MANIFEST_BYTES, encode_delta
+from slicelab.images.manifest import BASE_HEADER, MAX_CHUNK, MAX_MANIFEST_BYTES, encode_delta
 from slicelab.images.store import CatalogEntry, ImageStore, UploadStatus
 
-__all__ = ["BASE_HEADER", "IMMUTABLE", "ZSTD", "make_router"]
+__all__ = ["IMMUTABLE", "ZSTD", "make_router"]
 
 ZSTD = "application/zstd"
 IMMUTABLE = "public, max-age=31536000, immutable"
-BASE_HEADER = "X-Slicelab-Manifest-Base"
 _MAX_FRAME = MAX_CHUNK + MAX_CHUNK // 64 + 1024
 
 

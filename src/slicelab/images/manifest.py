@@ -22,6 +22,7 @@ from slicelab.domain.errors import InvalidInput, PayloadTooLarge
 from slicelab.images.chunker import DEFAULT_PARAMS, ChunkParams, Piece, chunk_stream, is_hash
 
 __all__ = [
+    "BASE_HEADER",
     "FORMAT",
     "MAX_CHUNK",
     "MAX_MANIFEST_BYTES",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 FORMAT = "slicelab-image/1"
+BASE_HEADER = "X-Slicelab-Manifest-Base"  # a manifest sent as a delta names its base here
 MAX_CHUNK = 16 * 1024 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")

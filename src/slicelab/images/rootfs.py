@@ -1,6 +1,7 @@
-"""The minimal sliver image: busybox (static) and dropbear with its shared libraries.
+"""The minimal sliver image: busybox (static), dropbear and iperf3 with their shared libraries.
 
-``build_minimal(dest)`` needs the Debian packages ``busybox-static`` and ``dropbear-bin``.
+``build_minimal(dest)`` needs the Debian packages ``busybox-static``, ``dropbear-bin`` and
+``iperf3``.
 The image boots with busybox init (``/etc/inittab``): ``/etc/init.d/rcS`` mounts /proc,
 a small /dev and /tmp and sets the hostname from /etc/hostname; then dropbear runs on
 port 22, making its host keys at first boot (so every sliver has its own).
@@ -18,9 +19,10 @@ from slicelab.agent.runtime.errors import KernelError, MissingPackage
 
 __all__ = ["IMAGE_VERSION", "build_minimal", "shared_libraries"]
 
-IMAGE_VERSION = "minimal-1"
+IMAGE_VERSION = "minimal-2"
 _BUSYBOX = Path("/bin/busybox")
 _DROPBEAR = (Path("/usr/sbin/dropbear"), Path("/usr/bin/dropbearkey"))
+_IPERF3 = Path("/usr/bin/iperf3")
 _MARKER = ".slicelab-image"
 
 _INITTAB = """\
@@ -115,11 +117,16 @@ def _busybox(dest: Path) -> None:
         link.symlink_to("/bin/busybox")
 
 
+def _carry(dest: Path, binary: Path) -> None:
+    """Copy a dynamically linked binary and every shared library it needs."""
+    _copy(binary, dest, binary)
+    for library in shared_libraries(binary):
+        _copy(library.resolve(), dest, library, 0o755)
+
+
 def _dropbear(dest: Path) -> None:
     for binary in _DROPBEAR:
-        _copy(binary, dest, binary)
-        for library in shared_libraries(binary):
-            _copy(library.resolve(), dest, library, 0o755)
+        _carry(dest, binary)
     (dest / "etc/dropbear").mkdir(parents=True, exist_ok=True)
 
 
@@ -143,9 +150,11 @@ def build_minimal(dest: Path) -> Path:
     _require(_BUSYBOX, "busybox-static")
     for binary in _DROPBEAR:
         _require(binary, "dropbear-bin")
+    _require(_IPERF3, "iperf3")
     dest.mkdir(parents=True, exist_ok=True)
     _layout(dest)
     _busybox(dest)
     _dropbear(dest)
+    _carry(dest, _IPERF3)
     marker.write_text(IMAGE_VERSION)
     return dest

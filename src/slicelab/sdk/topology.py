@@ -47,9 +47,13 @@ class TopologyMethods:
         nodes = self._topology()["nodes"]
         if any(n["name"] == name for n in nodes):
             raise InvalidInput(f"node {name!r} is in the topology already", field="name")
-        nodes.append({"name": name, "image": image, "cores": cores, "memory_mib": memory_mib,
-                      "disk_gib": disk_gib, "site": site, "component_id": component_id,
-                      "exclusive": exclusive})
+        node: dict[str, Any] = {"name": name, "image": image, "cores": cores,
+                                "memory": memory_mib, "disk": disk_gib, "exclusive": exclusive}
+        if site is not None:
+            node["site"] = site
+        if component_id is not None:
+            node["component_id"] = component_id
+        nodes.append(node)
 
     def add_link(self, name: str, nodes: Sequence[str], *, capacity_mbps: int | None = None,
                  addresses: Sequence[str | None] | None = None) -> None:
@@ -59,10 +63,14 @@ class TopologyMethods:
         if missing:
             raise InvalidInput(f"link {name!r}: add node(s) {', '.join(missing)} first",
                                field="nodes")
-        link: dict[str, Any] = {"name": name, "nodes": list(nodes),
-                                "capacity_mbps": capacity_mbps}
-        if addresses is not None:
-            link["addresses"] = list(addresses)
+        if addresses is not None and len(addresses) != len(nodes):
+            raise InvalidInput(f"link {name!r}: one address (or None) per node",
+                               field="addresses")
+        given = addresses if addresses is not None else [None] * len(nodes)
+        members = [f"{n}:{a}" if a else n for n, a in zip(nodes, given, strict=True)]
+        link: dict[str, Any] = {"name": name, "members": members}
+        if capacity_mbps is not None:
+            link["capacity"] = capacity_mbps
         self._topology()["links"].append(link)
 
     def topology(self) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def enroll(uow: UnitOfWork, ctx: AggregateContext, *, token: str, hostname: str,
 
 def _count_failure(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, node_id: str) -> None:
     with uow_factory() as uow:
-        node = uow.aggregate.nodes.find(node_id)
+        node = uow.aggregate.nodes.find(node_id, lock=True)
         if node is None:
             return
         failed = node.auth_failed(limit=ctx.failure_limit)
@@ -109,7 +109,7 @@ def authenticate(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, nonces: 
 
 
 def _heartbeat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
-    node = uow.aggregate.nodes.find(node_id)
+    node = uow.aggregate.nodes.find(node_id, lock=True)
     if node is None:
         raise NodeAuthenticationFailed("unknown", "no such node", node_id=node_id)
     seen = node.seen(utcnow())
@@ -135,7 +135,7 @@ def set_node_state(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, name:
                    state: str) -> Node:
     """An operator's move of ``name`` to boot state ``state`` (the table decides)."""
     authorize_aggregate(OP.NODE_SET_STATE, caller)
-    node = uow.aggregate.nodes.by_name(name)
+    node = uow.aggregate.nodes.by_name(name, lock=True)
     moved = node.on(operator_event(state))
     moved = replace(moved, auth_failures=0)
     uow.aggregate.nodes.save(moved)

@@ -232,6 +232,10 @@ def record_report(uow: UnitOfWork, ctx: AggregateContext, node: Node,
     """Take in an actual state document from ``node``'s agent."""
     if not isinstance(actual, Mapping):
         raise InvalidInput("the report must be a JSON object", field="body")
+    fresh = uow.aggregate.nodes.find(node.id, lock=True)
+    if fresh is None:
+        raise NotFound(f"node {node.id} is gone", field="node")
+    node = fresh
     updated = _node_report(uow, node, actual)
     uow.aggregate.nodes.save(updated)
     _apply_sliver_reports(uow, node, list(actual.get("slivers") or []))

@@ -6,12 +6,10 @@ Apply is declarative. A sliver whose request is unchanged keeps its id, node and
 whose request is unchanged keeps its VNI and addresses; everything else is made anew, and what
 the topology no longer names is removed (its nodes' desired state no longer holds it).
 
-The topology JSON (also what the SDK sends)::
-
-    {"nodes": [{"name": "n1", "image": "minimal", "cores": 1, "memory_mib": 256,
-                "disk_gib": 1, "site": null, "component_id": null, "exclusive": false}],
-     "links": [{"name": "l1", "nodes": ["n1", "n2"], "capacity_mbps": 100,
-                "addresses": ["10.10.1.1/24", null]}]}
+The topology is the JSON (or YAML) of :func:`slicelab.rspec.topology_file.topology_from_json`,
+for example ``{"nodes": [{"name": "n1", "cores": 1, "memory": 256}, {"name": "n2"}],
+"links": [{"name": "l1", "members": ["n1:10.10.1.1/24", "n2"], "capacity": 100}]}``. A node
+that names no cores, memory, disk or image gets 1 core, 256 MiB, 1 GiB and ``minimal``.
 """
 
 from __future__ import annotations
@@ -30,14 +28,15 @@ from slicelab.domain.addressing import (
     mac_address,
 )
 from slicelab.domain.desired import SliverInterface, SliverPlan, sliver_hostname
-from slicelab.domain.errors import InvalidInput, InvalidTopology, NotFound, PermissionDenied
+from slicelab.domain.errors import InvalidInput, NotFound, PermissionDenied
 from slicelab.domain.firstfit import first_fit
 from slicelab.domain.resources import Resources
 from slicelab.domain.roles import Caller, Role, Scope, Target, roles_of
 from slicelab.domain.slices import Slice
 from slicelab.domain.slivers import AllocationEvent, OperationalEvent, SliverState
-from slicelab.domain.topology import InterfaceRequest, LinkRequest, NodeRequest, Topology
+from slicelab.domain.topology import LinkRequest, NodeRequest, Topology
 from slicelab.domain.urn import URN
+from slicelab.rspec.topology_file import topology_from_json
 from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
 from slicelab.store.uow import UnitOfWork
 
@@ -56,55 +55,26 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE = "minimal"
+DEFAULT_CPU_MILLI = 1000
+DEFAULT_MEMORY_MIB = 256
+DEFAULT_DISK_GIB = 1
 MAX_EXEC_TIMEOUT = 600.0
 OP = AggregateOperation
 
 
 # -- the topology JSON ----------------------------------------------------------------------
 
-def _node_request(item: Any) -> NodeRequest:
-    if not isinstance(item, Mapping):
-        raise InvalidTopology("each node must be an object", field="nodes")
-    name = str(item.get("name") or item.get("client_id") or "")
-    try:
-        res = Resources.of(cores=float(item.get("cores", 1)),
-                           memory_mib=int(item.get("memory_mib", 256)),
-                           disk_gib=int(item.get("disk_gib", 1)),
-                           devices=tuple(item.get("devices", ())))
-    except (TypeError, ValueError) as exc:
-        raise InvalidTopology(f"node {name!r}: {exc}", field="nodes") from None
-    return NodeRequest(client_id=name, resources=res, image=item.get("image") or DEFAULT_IMAGE,
-                       exclusive=bool(item.get("exclusive", False)),
-                       component_id=item.get("component_id"), site=item.get("site"))
-
-
-def _link_request(item: Any) -> tuple[LinkRequest, list[InterfaceRequest]]:
-    if not isinstance(item, Mapping):
-        raise InvalidTopology("each link must be an object", field="links")
-    name = str(item.get("name") or item.get("client_id") or "")
-    ends = [str(n) for n in item.get("nodes", ())]
-    addresses = list(item.get("addresses") or [None] * len(ends))
-    if len(addresses) != len(ends):
-        raise InvalidTopology(f"link {name!r}: one address (or null) per node", field="links")
-    ifaces = [InterfaceRequest(f"{name}:{node}", node, addr) for node, addr in zip(ends, addresses,
-                                                                                  strict=True)]
-    capacity = item.get("capacity_mbps")
-    link = LinkRequest(name, tuple(i.client_id for i in ifaces),
-                       capacity_mbps=int(capacity) if capacity is not None else None)
-    return link, ifaces
+def _with_defaults(node: NodeRequest) -> NodeRequest:
+    r = node.resources
+    resources = Resources(r.cpu_milli or DEFAULT_CPU_MILLI, r.memory_mib or DEFAULT_MEMORY_MIB,
+                          r.disk_gib or DEFAULT_DISK_GIB, r.bandwidth_mbps, r.devices)
+    return replace(node, resources=resources, image=node.image or DEFAULT_IMAGE)
 
 
 def parse_topology(data: Any) -> Topology:
-    """The topology JSON above as a :class:`Topology`; raise InvalidTopology naming the fault."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("nodes", []), list):
-        raise InvalidTopology("a topology is an object with a 'nodes' list", field="body")
-    nodes = tuple(_node_request(n) for n in data.get("nodes", []))
-    links, ifaces = [], []
-    for item in data.get("links") or []:
-        link, link_ifaces = _link_request(item)
-        links.append(link)
-        ifaces.extend(link_ifaces)
-    return Topology(nodes=nodes, interfaces=tuple(ifaces), links=tuple(links))
+    """The topology JSON (see :mod:`slicelab.rspec.topology_file`), with defaults filled in."""
+    topology = topology_from_json(data)
+    return replace(topology, nodes=tuple(_with_defaults(n) for n in topology.nodes))
 
 
 def _request_json(node: NodeRequest) -> dict[str, Any]:
@@ -157,6 +127,7 @@ def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, Sli
 
 def _place(uow: UnitOfWork, topology: Topology, keep: dict[str, SliverRow],
            slice_id: int) -> dict[str, str]:
+    uow.aggregate.nodes.lock_all()
     used: dict[str, Resources] = {}
     for row in uow.aggregate.slivers.live(utcnow()):
         if row.slice_id != slice_id or row.client_id in keep:

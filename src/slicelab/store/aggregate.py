@@ -53,7 +53,9 @@ class SiteRepository(Repository):
         with self.unique(f"site {site.name!r}"):
             result = self.connection.execute(sites.insert().values(
                 name=site.name, urn=str(site.urn), created=site.created))
-        return replace(site, id=result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None, "an insert has a primary key"
+        return replace(site, id=key[0])
 
     def find(self, name: str) -> Site | None:
         row = self.connection.execute(select(sites).where(sites.c.name == name)).first()
@@ -80,6 +82,10 @@ def _node_query() -> Any:
             .join(sites, sites.c.id == nodes.c.site_id).order_by(nodes.c.name))
 
 
+def _locked(query: Any) -> Any:
+    return query.with_for_update(of=nodes)
+
+
 class NodeRepository(Repository):
     def add(self, node: Node, *, sealed_key: str, created: datetime) -> None:
         site_id = SiteRepository(self.connection).get(node.site).id
@@ -90,12 +96,15 @@ class NodeRepository(Repository):
                 host_ip=node.host_ip, last_seen=node.last_seen,
                 auth_failures=node.auth_failures, sealed_key=sealed_key, created=created))
 
-    def find(self, node_id: str) -> Node | None:
-        row = self.connection.execute(_node_query().where(nodes.c.id == node_id)).first()
+    def find(self, node_id: str, *, lock: bool = False) -> Node | None:
+        """The node; with ``lock``, its row stays locked until the transaction ends."""
+        query = _node_query().where(nodes.c.id == node_id)
+        row = self.connection.execute(_locked(query) if lock else query).first()
         return _node(row) if row else None
 
-    def by_name(self, name: str) -> Node:
-        row = self.connection.execute(_node_query().where(nodes.c.name == name)).first()
+    def by_name(self, name: str, *, lock: bool = False) -> Node:
+        query = _node_query().where(nodes.c.name == name)
+        row = self.connection.execute(_locked(query) if lock else query).first()
         if row is None:
             raise NotFound(f"no node {name!r}", field="node")
         return _node(row)
@@ -106,6 +115,11 @@ class NodeRepository(Repository):
 
     def list(self) -> list[Node]:
         return [_node(r) for r in self.connection.execute(_node_query())]
+
+    def lock_all(self) -> None:
+        """Hold every node row until the transaction ends (PostgreSQL; SQLite's writes are
+        serialized already), so that two placements never count the same free capacity."""
+        self.connection.execute(select(nodes.c.id).with_for_update()).all()
 
     def sealed_key(self, node_id: str) -> str | None:
         query = select(nodes.c.sealed_key).where(nodes.c.id == node_id)

@@ -16,10 +16,8 @@ from slicelab.settings import Settings
 from slicelab.store.uow import UnitOfWorkFactory
 
 TOPOLOGY = {
-    "nodes": [{"name": "n1", "cores": 2, "memory_mib": 256},
-              {"name": "n2", "cores": 2, "memory_mib": 256}],
-    "links": [{"name": "l1", "nodes": ["n1", "n2"], "capacity_mbps": 100,
-               "addresses": ["10.10.1.1/24", None]}],
+    "nodes": [{"name": "n1", "cores": 2, "memory": 256}, {"name": "n2", "cores": 2}],
+    "links": [{"name": "l1", "members": ["n1:10.10.1.1/24", "n2"], "capacity": 100}],
 }
 IPS = {"host1": "172.31.250.2", "host2": "172.31.250.3"}
 
@@ -114,7 +112,7 @@ def test_reports_show_up_in_status(client: Any, admin: dict[str, str],
 def test_bad_topologies_are_refused_with_the_field(client: Any, admin: dict[str, str],
                                                    testbed: dict[str, Any]) -> None:
     url = f"{API}/projects/p/slices/s/topology"
-    bad = {"nodes": [{"name": "n1"}], "links": [{"name": "l1", "nodes": ["n1", "zz"]}]}
+    bad = {"nodes": [{"name": "n1"}], "links": [{"name": "l1", "members": ["n1", "zz"]}]}
     r = client.put(url, headers=admin, json=bad)
     assert r.status_code == 422 and "zz" in r.json()["detail"]
     r = client.put(url, headers=admin, json={"nodes": [{"name": "Bad_Name"}]})

@@ -26,9 +26,9 @@ def publish(server: ImageServer, tmp_path: Path):  # type: ignore[no-untyped-def
     source = ChunkStore(tmp_path / "publisher", durable=False)
 
     def _publish(*, seed: int, version: str = "1", name: str = "rootfs", files: int = 24,
-                 size: int = 200_000) -> Manifest:
-        tree = make_tree(tmp_path / f"tree-{name}-{version}-{seed}", seed=seed, files=files,
-                         size=size)
+                 size: int = 200_000, reuse: Path | None = None) -> Manifest:
+        tree = reuse or make_tree(tmp_path / f"tree-{name}-{version}-{seed}", seed=seed,
+                                  files=files, size=size)
         manifest = add_directory(source, tree, name=name, version=version, work=tmp_path)
         with httpx.Client(base_url=server.url) as client:
             push_image(source, manifest, client=client)

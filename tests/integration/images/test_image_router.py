@@ -12,7 +12,7 @@ from images_harness import make_app
 
 from slicelab.images.chunker import ChunkParams
 from slicelab.images.http import IMMUTABLE, ZSTD
-from slicelab.images.manifest import Manifest, build_manifest
+from slicelab.images.manifest import BASE_HEADER, Manifest, build_manifest, decode_delta
 from slicelab.images.store import ImageStore
 
 SMALL = ChunkParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -104,3 +104,23 @@ def test_errors(client: TestClient) -> None:
     assert client.get(f"uploads/{'1' * 64}").status_code == 404
     big = client.put(f"chunks/{'0' * 64}", content=b"x" * (16 * 1024 * 1024 + 1))
     assert big.status_code == 413
+
+
+def test_manifest_as_delta_against_an_older_one(client: TestClient) -> None:
+    old, old_pieces = _image(6, "1")
+    data = random.Random(6).randbytes(60_000)
+    pieces: dict[str, bytes] = {}
+    new = build_manifest(io.BytesIO(data[:30_000] + b"patch" + data[30_000:] + b"a" * 40_000),
+                         name="rootfs", version="2", params=SMALL,
+                         sink=lambda p: pieces.__setitem__(p.hash, p.data))
+    _upload(client, old, old_pieces)
+    _upload(client, new, pieces)
+    delta = client.get(f"manifests/{new.id}", params={"base": old.id})
+    assert delta.headers[BASE_HEADER] == old.id
+    assert decode_delta(delta.content, old.to_json()) == new.to_json()
+    plain = client.get(f"manifests/{new.id}", headers={"Accept-Encoding": "zstd"})
+    assert len(delta.content) < len(zstandard.ZstdCompressor(level=9).compress(plain.content)) / 2
+    unknown = client.get(f"manifests/{new.id}", params={"base": "f" * 64},
+                         headers={"Accept-Encoding": "identity"})
+    assert BASE_HEADER not in unknown.headers
+    assert unknown.content == new.to_json()

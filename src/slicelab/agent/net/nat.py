@@ -7,6 +7,9 @@ crash (whose handle was never written down) can still be found and removed by th
 Port forwarding of a sliver with ports ``[F, F+n)``: ``host_ip:F`` (TCP) goes to the
 sliver's port 22; ``host_ip:F+i`` for ``i >= 1`` (TCP and UDP) goes to the same port
 number ``F+i`` inside the sliver.
+
+The metadata endpoint: ``169.254.169.254:80`` from the control bridge goes to the
+metadata server on the control gateway (:func:`metadata_rule`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from typing import Any
 
 from slicelab.agent.runtime.errors import KernelError, MissingPackage
 
-__all__ = ["Nft", "dnat_rules", "masquerade_rule", "table_commands"]
+__all__ = ["METADATA_ADDRESS", "Nft", "dnat_rules", "masquerade_rule", "metadata_rule",
+           "table_commands"]
 
 _CHAINS = (("prerouting", "prerouting", -100), ("output", "output", -100),
            ("postrouting", "postrouting", 100))
 
 Json = dict[str, Any]
+METADATA_ADDRESS = "169.254.169.254"
 
 
 def _match(left: Json, right: Any, op: str = "==") -> Json:
@@ -49,6 +54,16 @@ def masquerade_rule(table: str, *, subnet: str, bridge: str, comment: str) -> Js
     expr = [_match(_payload("ip", "saddr"), {"prefix": {"addr": addr, "len": int(length)}}),
             _match({"meta": {"key": "oifname"}}, bridge, "!="), {"masquerade": None}]
     return {"family": "ip", "table": table, "chain": "postrouting", "expr": expr,
+            "comment": comment}
+
+
+def metadata_rule(table: str, *, bridge: str, gateway: str, port: int, comment: str) -> Json:
+    """DNAT of ``169.254.169.254:80`` arriving on ``bridge`` to ``gateway:port``."""
+    expr = [_match({"meta": {"key": "iifname"}}, bridge),
+            _match(_payload("ip", "daddr"), METADATA_ADDRESS),
+            _match(_payload("tcp", "dport"), 80),
+            {"dnat": {"addr": gateway, "port": port}}]
+    return {"family": "ip", "table": table, "chain": "prerouting", "expr": expr,
             "comment": comment}
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from slicelab.agent.ledger import Ledger, Record, unwind
 from slicelab.agent.net import names
-from slicelab.agent.net.nat import Nft, dnat_rules, masquerade_rule
+from slicelab.agent.net.nat import Nft, dnat_rules, masquerade_rule, metadata_rule
 from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.runtime import cgroups, process
 from slicelab.agent.runtime.errors import KernelError
@@ -56,13 +56,14 @@ class NodeRuntime:
 
     def __init__(self, *, state_dir: Path, prefix: str, control_subnet: str, host_ip: str,
                  cgroup_mode: Literal["auto", "v1", "v2"] = "auto",
-                 stop_timeout: float = 5.0) -> None:
+                 stop_timeout: float = 5.0, metadata_port: int | None = None) -> None:
         self.prefix = names.check_prefix(prefix)
         self.state_dir = state_dir
         self.subnet = ipaddress.IPv4Network(control_subnet)
         self.gateway = next(self.subnet.hosts())
         self.host_ip = host_ip
         self.stop_timeout = stop_timeout
+        self.metadata_port = metadata_port
         self.ledger = Ledger(state_dir / "ledger.sqlite3")
         self.net = Netlink()
         self.nft = Nft()
@@ -209,6 +210,16 @@ class NodeRuntime:
             rule = masquerade_rule(self.table, subnet=str(self.subnet),
                                    bridge=self.control_bridge, comment=comment)
             rec.data["rules"] = [("postrouting", self.nft.add_rule(rule))]
+        if self.metadata_port:
+            self._metadata_nat(self.metadata_port)
+
+    def _metadata_nat(self, port: int) -> None:
+        """169.254.169.254:80 from a sliver -> the metadata server on the gateway."""
+        comment = f"{self.prefix}:metadata"
+        with self.ledger.step(_AGENT, "nft-rules", comment, data={"table": self.table}) as rec:
+            rule = metadata_rule(self.table, bridge=self.control_bridge,
+                                 gateway=str(self.gateway), port=port, comment=comment)
+            rec.data["rules"] = [("prerouting", self.nft.add_rule(rule))]
 
     # building a sliver ----------------------------------------------------------------
     def _build_sliver(self, spec: SliverSpec) -> None:

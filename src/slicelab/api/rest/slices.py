@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from slicelab.services import slices as service
+from slicelab.services.provisioning import refresh_desired
 
 from ..deps import CallerDep, PagingDep, SettingsDep, UowDep
 from .models import (
@@ -62,8 +63,14 @@ def renew_slice(project: ProjectPath, name: SlicePath, body: SliceRenewIn, uow: 
 
 @router.delete("/projects/{project}/slices/{name}", status_code=204, response_class=Response,
                summary="Delete a slice (project PI, slice creator, admin)")
-def delete_slice(project: ProjectPath, name: SlicePath, uow: UowDep, caller: CallerDep) -> None:
+def delete_slice(project: ProjectPath, name: SlicePath, uow: UowDep, caller: CallerDep,
+                 request: Request) -> None:
     service.delete_slice(uow, caller, project, name)
+    aggregate = getattr(request.app.state, "aggregate", None)
+    if aggregate is not None:  # the slice's slivers went with it: tell their nodes now
+        changed = refresh_desired(uow, aggregate.ctx, None)
+        uow.commit()
+        aggregate.ctx.notify(changed)
 
 
 @router.post("/projects/{project}/slices/{name}/members", status_code=201,
