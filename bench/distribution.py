@@ -238,10 +238,10 @@ def resume_cost(server: Server, work: Path, image: Manifest, *, kills: int,
     server.hits.clear()
     done = 0
     for _ in range(kills):
-        if _child_round(root, server.url, image.id, rate, kill_after=rng.uniform(0.05, 0.9)):
+        if _child_round(root, server.url, image.id, rate, kill_after=rng.uniform(0.05, 0.6)):
             break
         done += 1
-    assert _child_round(root, server.url, image.id, rate, kill_after=None)
+    assert _child_round(root, server.url, image.id, 0.0, kill_after=None)  # the rest, uncapped
     resent = sum(n - 1 for n in server.hits.values() if n > 1)
     return done, resent
 
@@ -267,7 +267,7 @@ def _child_round(root: Path, url: str, image: str, rate: float, *,
 
 
 def child_main(root: str, url: str, image: str, rate: str) -> None:
-    options = FetchOptions(parallel=1, rate=float(rate), burst=64 * 1024,
+    options = FetchOptions(parallel=1, rate=float(rate) or None, burst=64 * 1024,
                            retry=RetryPolicy(base_delay=0.05, max_delay=0.5))
     cache = ImageCache(Path(root), base_url=url, quota=Quota(1 << 40), options=options)
 
@@ -302,7 +302,7 @@ def main() -> None:
     size = 32 * MIB if args.quick else 256 * MIB
     kills = 5 if args.quick else 20
     with tempfile.TemporaryDirectory(prefix="slicelab-bench-") as tmp:
-        run(Path(tmp), size=size, kills=kills, seconds=6.0 if args.quick else 12.0)
+        run(Path(tmp), size=size, kills=kills, seconds=6.0 if args.quick else 30.0)
 
 
 def run(work: Path, *, size: int, kills: int, seconds: float) -> None:

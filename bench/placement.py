@@ -5,7 +5,23 @@ Usage: python bench/placement.py [--quick]
 For each inventory size: build the host index, then place and book requests of 1-4 linked
 nodes (placements/s, including the booking that keeps the index current), then time the
 free-host query (cores, memory, site, device) for p50/p99 latency. The query goes through
-the ``FreeHosts`` seam; a database-backed implementation can be added to ``BACKENDS``.
+the ``FreeHosts`` seam (``BACKENDS``).
+
+The database part (``--db sqlite,postgresql``; both by default, PostgreSQL from
+``$SLICELAB_TEST_POSTGRES`` in a scratch schema that is dropped afterwards) loads the same
+synthetic hosts into the aggregate's tables with bulk inserts (COPY on PostgreSQL), then:
+
+* placements/s at 100k nodes: the aggregate's design is a snapshot loaded once (inventory,
+  calendar, host index in memory), kept current incrementally; each placement runs
+  ``place()`` on the snapshot, then one transaction locks the chosen hosts, inserts the lease
+  and its bookings, rewrites those hosts' rows of the free-node index and commits; only then is
+  the booking added to the in-memory calendar (which updates the index);
+* the free-node query (cores, memory, site, device) through ``SqlFreeHosts`` at the largest
+  size (1M nodes; 100k with ``--quick``): p50/p99;
+* heartbeats at that size: a producer offers heartbeats of distinct nodes at the target rate
+  (50,000/s on SQLite, 20,000/s on PostgreSQL: a million nodes every 20 s; 50 s) to a
+  ``HeartbeatBatcher`` flushing every 200 ms; the figures are heartbeats written per second
+  and the p99 lag from arrival to commit; plus the write capacity (one batch of 100,000).
 """
 
 from __future__ import annotations
@@ -85,7 +101,8 @@ def memory_backend(inv: Inventory, cal: Calendar) -> FreeHosts:
 BACKENDS: dict[str, Callable[[Inventory, Calendar], FreeHosts]] = {"memory": memory_backend}
 
 
-def run(size: int, *, placements_n: int, queries_n: int) -> dict[str, float]:
+def run(size: int, *, placements_n: int, queries_n: int,
+        backend: str = "memory") -> dict[str, float]:
     rng = random.Random(size)
     inv = inventory(size, rng)
     cal = Calendar(inv)
@@ -94,29 +111,44 @@ def run(size: int, *, placements_n: int, queries_n: int) -> dict[str, float]:
     build = time.perf_counter() - t
     rate = placements(index, cal, rng, placements_n)
     sites = sorted({h.site for h in inv.hosts.values()})
-    p50, p99 = query_latency(BACKENDS["memory"](inv, cal), rng, queries_n, sites)
+    p50, p99 = query_latency(BACKENDS[backend](inv, cal), rng, queries_n, sites)
     return {"hosts": size, "build_s": build, "placements_per_s": rate, "query_p50_us": p50,
             "query_p99_us": p99}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests per size")
+    parser.add_argument("--db", default="sqlite,postgresql",
+                        help="databases for the DB part (comma-separated; 'none' skips it)")
     args = parser.parse_args()
+    figures = pure(quick=args.quick)
+    kinds = [k for k in args.db.split(",") if k and k != "none"]
+    if kinds:
+        from placement_db import run_databases
+
+        figures += run_databases(kinds, quick=args.quick)
+    print("\n".join(figures))
+
+
+def pure(*, quick: bool) -> list[str]:
     sizes = [10_000, 100_000, 1_000_000]
-    n_place, n_query = (1000, 500) if args.quick else (5000, 3000)
+    n_place, n_query = (1000, 500) if quick else (5000, 3000)
     rows = [run(size, placements_n=n_place, queries_n=n_query) for size in sizes]
     print(f"{'hosts':>10} {'index build s':>14} {'placements/s':>13} {'query p50 µs':>13} "
           f"{'query p99 µs':>13}")
     for r in rows:
         print(f"{int(r['hosts']):>10} {r['build_s']:>14.2f} {r['placements_per_s']:>13.0f} "
               f"{r['query_p50_us']:>13.0f} {r['query_p99_us']:>13.0f}")
+    figures = []
     for r in rows:
         k = f"{int(r['hosts']) // 1000}k"
-        print(f"placement_{k}_hosts: {r['placements_per_s']:.0f} placements/s")
-        print(f"free_host_query_{k}_hosts_p50: {r['query_p50_us']:.0f} us")
-        print(f"free_host_query_{k}_hosts_p99: {r['query_p99_us']:.0f} us")
-        print(f"index_build_{k}_hosts: {r['build_s']:.2f} s")
+        figures += [f"placement_{k}_hosts: {r['placements_per_s']:.0f} placements/s",
+                    f"free_host_query_{k}_hosts_p50: {r['query_p50_us']:.0f} us",
+                    f"free_host_query_{k}_hosts_p99: {r['query_p99_us']:.0f} us",
+                    f"index_build_{k}_hosts: {r['build_s']:.2f} s"]
+    return figures
 
 
 if __name__ == "__main__":

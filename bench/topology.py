@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -359,13 +360,13 @@ def iperf(*, server_ns: str, client_ns: str, server_ip: str, seconds: float,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
+        argv = ["iperf3", "-c", server_ip, "-t", str(seconds), "-J",
+                *(["-R"] if reverse else [])]
         for _ in range(50):
-            argv = ["iperf3", "-c", server_ip, "-t", str(seconds), "-J", "-O", "0.5"]
-            done = subprocess.run(_in_netns(client_ns, [*argv, *(["-R"] if reverse else [])]),
-                                  capture_output=True, text=True, check=False,
-                                  timeout=seconds + 30)
-            if done.returncode == 0:
-                received = json.loads(done.stdout)["end"]["sum_received"]
+            done = subprocess.run(_in_netns(client_ns, argv), capture_output=True, text=True,
+                                  check=False, timeout=seconds + 30)
+            received = json.loads(done.stdout or "{}").get("end", {}).get("sum_received")
+            if done.returncode == 0 and received:
                 return float(received["bits_per_second"]) / 1e6
             time.sleep(0.1)  # the server is not listening yet
         raise RuntimeError(f"iperf3 to {server_ip} failed: {done.stdout[-300:]}")
@@ -451,7 +452,7 @@ class Measured:
     records: int = 0
 
     def median(self, which: str) -> float:
-        return statistics.median(getattr(self, which))
+        return float(statistics.median(getattr(self, which)))
 
 
 @dataclass
@@ -480,7 +481,19 @@ class Options:
     ready_slivers: int
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds this process like Ctrl-C (so ``finally`` cleans up).
+
+    Forked helpers (pyroute2 forks one to open a socket in a namespace, and ends it with
+    SIGTERM) inherit this handler; they die the default way instead.
+    """
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -524,6 +537,8 @@ def _sweep(report: Report, options: Options, single: NodeBench,
     for size in options.sizes:
         for rep in range(1 if size >= 1000 else options.reps):
             probe = rep == 0 and size == options.sizes[0]
+            print(f"[{time.strftime('%H:%M:%S')}] {size} slivers, repetition {rep + 1}",
+                  file=sys.stderr, flush=True)
             if options.mininet:
                 _mininet_once(report, size, options)
             _slicelab_once(single, Layout(size, capacity=options.capacity), report,
@@ -531,14 +546,14 @@ def _sweep(report: Report, options: Options, single: NodeBench,
             if multi is not None:
                 _slicelab_once(multi, Layout(size, hosts=options.hosts,
                                              capacity=options.capacity),
-                               report, tool=f"slicelab x{options.hosts} hosts",
+                               report, tool=f"slicelab {options.hosts} hosts",
                                options=options, probe=probe)
 
 
 def run(options: Options) -> Report:
     """The whole benchmark; everything made is removed in the ``finally`` clauses."""
     tools = (["mininet"] if options.mininet else []) + ["slicelab"] + \
-        ([f"slicelab x{options.hosts} hosts"] if options.hosts > 1 else [])
+        ([f"slicelab {options.hosts} hosts"] if options.hosts > 1 else [])
     report = Report(sizes=options.sizes, tools=tools)
     build_minimal(STATE / "image")
     subnet = control_subnet(Layout(1), 0)
@@ -663,9 +678,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench/topology.py needs root (network namespaces, cgroups, mounts)")
         return 2
-    started = time.perf_counter()
-    report = run(options)
-    show(report, Console())
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another bench/topology.py is running (lock {STATE / 'lock'})")
+            return 2
+        started = time.perf_counter()
+        report = run(options)
+    show(report, Console(width=150))
     print(f"wall_time: {time.perf_counter() - started:.0f} s")
     return 1 if report.left else 0
 

@@ -16,6 +16,9 @@ from slicelab.store.uow import UnitOfWorkFactory
 from .agent.state import install_aggregate
 from .problems import PROBLEM_RESPONSES, BodyLimit, install_problem_handlers
 from .rest import ROUTERS
+from .rest import allocation as _allocation_routes
+from .rest import leases as _lease_routes
+from .rest import resources as _resources_routes
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -37,6 +40,10 @@ def create_app(settings: Settings, *, uow_factory: UnitOfWorkFactory | None = No
     for router in ROUTERS:
         api.include_router(router)
     install_aggregate(app, settings, uow_factory, api=api)
+    api.include_router(_resources_routes.router)
+    api.include_router(_allocation_routes.router)
+    api.include_router(_lease_routes.router)
+    _lease_routes.install_sweeper(app)
     app.include_router(api)
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

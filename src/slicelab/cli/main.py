@@ -54,3 +54,8 @@ app.command("ssh")(_access_cli.ssh)
 from . import demo as _demo_cli  # noqa: E402
 
 app.command("demo")(_demo_cli.demo)
+
+from . import resources as _resources_cli  # noqa: E402
+
+app.add_typer(_resources_cli.app, name="resources")
+app.add_typer(_resources_cli.rspec, name="rspec")

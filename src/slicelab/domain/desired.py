@@ -19,6 +19,7 @@ from .nodes import Node
 
 __all__ = [
     "CommandPlan",
+    "InstallPlan",
     "LinkPlan",
     "SliverInterface",
     "SliverPlan",
@@ -36,6 +37,19 @@ class SliverInterface:
     ipv4: str | None
     mac: str
     capacity_mbps: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallPlan:
+    """A file installed into a sliver at ``path``: ``url`` names a registered file, whose
+    manifest id the aggregate fills in (``manifest``) when it builds the document."""
+
+    url: str
+    path: str
+    manifest: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "path": self.path, "manifest": self.manifest}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +76,17 @@ class SliverPlan:
     ssh_keys: tuple[str, ...] = ()
     manifest: str = ""
     interfaces: tuple[SliverInterface, ...] = ()
+    expires: str | None = None  # the end of the sliver's lease (ISO 8601); the agent stops it
+    image_id: str | None = None  # the manifest id ``image`` stands for (filled in per document)
+    installs: tuple[InstallPlan, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        lease: dict[str, Any] = {"expires": self.expires} if self.expires is not None else {}
+        if self.image_id is not None:
+            lease["image_id"] = self.image_id
+        if self.installs:
+            lease["install"] = [i.to_json() for i in self.installs]
+        return {**lease,
             "sliver_id": self.sliver_id, "urn": self.urn, "slice_urn": self.slice_urn,
             "project": self.project, "slice": self.slice, "client_id": self.client_id,
             "hostname": self.hostname, "image": self.image, "cores": self.cores,

@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from slicelab.domain.desired import (
     CommandPlan,
+    InstallPlan,
     LinkPlan,
     SliverInterface,
     SliverPlan,
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 Notify = Callable[[Collection[str]], None]
+ResolveImage = Callable[[str], str | None]
 
 
 class KeyBox:
@@ -103,6 +105,10 @@ def _ignore(_ids: Collection[str]) -> None:
     return None
 
 
+def _unresolved(_name: str) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class AggregateContext:
     """What the aggregate's services share: names, the key box, and the change notifier."""
@@ -112,6 +118,7 @@ class AggregateContext:
     domain: str = "slicelab.test"
     notify: Notify = field(default=_ignore)
     failure_limit: int = AUTH_FAILURE_LIMIT
+    resolve_image: ResolveImage = field(default=_unresolved)  # image/file name -> manifest id
 
 
 def plan_from_row(row: SliverRow) -> SliverPlan:
@@ -125,7 +132,14 @@ def plan_from_row(row: SliverRow) -> SliverPlan:
         disk_gib=p["disk_gib"], first_port=p["control"]["first_port"],
         port_count=p["control"]["count"], pids_max=p["pids_max"], run=p["run"],
         restart_seq=p["restart_seq"], ssh_keys=tuple(p["ssh_keys"]), manifest=p["manifest"],
-        interfaces=interfaces)
+        interfaces=interfaces,
+        installs=tuple(InstallPlan(i["url"], i["path"]) for i in p.get("install", ())))
+
+
+def _with_images(ctx: AggregateContext, plan: SliverPlan) -> SliverPlan:
+    """``plan`` with the manifest ids its image and installed files stand for right now."""
+    installs = tuple(replace(i, manifest=ctx.resolve_image(i.url)) for i in plan.installs)
+    return replace(plan, image_id=ctx.resolve_image(plan.image), installs=installs)
 
 
 def _live_plans(uow: UnitOfWork, now: datetime) -> tuple[list[SliverPlan], list[LinkPlan]]:
@@ -142,6 +156,7 @@ def refresh_desired(uow: UnitOfWork, ctx: AggregateContext, node_ids: Collection
     now = now or utcnow()
     nodes = uow.aggregate.nodes.list()
     slivers, links = _live_plans(uow, now)
+    slivers = [_with_images(ctx, s) for s in slivers]
     hosts = {n.id: n.host_ip for n in nodes}
     changed = []
     for node in nodes:

@@ -18,7 +18,8 @@ import ipaddress
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from slicelab.domain.addressing import (
@@ -27,13 +28,18 @@ from slicelab.domain.addressing import (
     assign_link_addresses,
     mac_address,
 )
-from slicelab.domain.desired import SliverInterface, SliverPlan, sliver_hostname
-from slicelab.domain.errors import InvalidInput, NotFound, PermissionDenied
-from slicelab.domain.firstfit import first_fit
+from slicelab.domain.calendar import Window
+from slicelab.domain.desired import InstallPlan, SliverInterface, SliverPlan, sliver_hostname
+from slicelab.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from slicelab.domain.resources import Resources
 from slicelab.domain.roles import Caller, Role, Scope, Target, roles_of
 from slicelab.domain.slices import Slice
-from slicelab.domain.slivers import AllocationEvent, OperationalEvent, SliverState
+from slicelab.domain.slivers import (
+    AllocationEvent,
+    AllocationState,
+    OperationalEvent,
+    SliverState,
+)
 from slicelab.domain.topology import LinkRequest, NodeRequest, Topology
 from slicelab.domain.urn import URN
 from slicelab.rspec.topology_file import topology_from_json
@@ -41,17 +47,22 @@ from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
+from .leases import LeaseWindow, book_lease, lease_window
 from .provisioning import AggregateContext, plan_from_row, refresh_desired
 from .sites import AggregateOperation, authorize_aggregate
 
 __all__ = [
+    "ALLOCATED",
     "DEFAULT_IMAGE",
     "SliverStatus",
     "apply_topology",
     "parse_topology",
     "queue_exec",
     "release_slice",
+    "slice_for",
     "slice_status",
+    "with_defaults",
+    "write_topology",
 ]
 
 DEFAULT_IMAGE = "minimal"
@@ -64,7 +75,7 @@ OP = AggregateOperation
 
 # -- the topology JSON ----------------------------------------------------------------------
 
-def _with_defaults(node: NodeRequest) -> NodeRequest:
+def with_defaults(node: NodeRequest) -> NodeRequest:
     r = node.resources
     resources = Resources(r.cpu_milli or DEFAULT_CPU_MILLI, r.memory_mib or DEFAULT_MEMORY_MIB,
                           r.disk_gib or DEFAULT_DISK_GIB, r.bandwidth_mbps, r.devices)
@@ -74,7 +85,7 @@ def _with_defaults(node: NodeRequest) -> NodeRequest:
 def parse_topology(data: Any) -> Topology:
     """The topology JSON (see :mod:`slicelab.rspec.topology_file`), with defaults filled in."""
     topology = topology_from_json(data)
-    return replace(topology, nodes=tuple(_with_defaults(n) for n in topology.nodes))
+    return replace(topology, nodes=tuple(with_defaults(n) for n in topology.nodes))
 
 
 def _request_json(node: NodeRequest) -> dict[str, Any]:
@@ -92,7 +103,7 @@ def _link_json(topology: Topology, link: LinkRequest) -> dict[str, Any]:
 
 # -- access ---------------------------------------------------------------------------------
 
-def _slice_for(uow: UnitOfWork, caller: Caller, op: AggregateOperation, project: str,
+def slice_for(uow: UnitOfWork, caller: Caller, op: AggregateOperation, project: str,
                name: str) -> Slice:
     target = Target(project=uow.projects.get(project))
     authorize_aggregate(op, caller, target)
@@ -116,6 +127,9 @@ class _Plan:
     keep: dict[str, SliverRow]
     drop: list[SliverRow]
     placement: dict[str, str]
+    ids: dict[str, str] = field(default_factory=dict)
+    expires: dict[str, datetime] = field(default_factory=dict)
+    state: SliverState = field(default_factory=SliverState)
 
 
 def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, SliverRow],
@@ -125,19 +139,37 @@ def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, Sli
     return keep, [r for r in existing if r.client_id not in keep]
 
 
-def _place(uow: UnitOfWork, topology: Topology, keep: dict[str, SliverRow],
-           slice_id: int) -> dict[str, str]:
-    uow.aggregate.nodes.lock_all()
-    used: dict[str, Resources] = {}
-    for row in uow.aggregate.slivers.live(utcnow()):
-        if row.slice_id != slice_id or row.client_id in keep:
-            r = row.request
-            demand = Resources.of(cores=r["cores"], memory_mib=r["memory_mib"],
-                                  disk_gib=r["disk_gib"], devices=r.get("devices", ()))
-            used[row.node_id] = used.get(row.node_id, Resources()) + demand
-    fresh = Topology(nodes=tuple(n for n in topology.nodes if n.client_id not in keep))
-    placement = first_fit(fresh, uow.aggregate.nodes.list(), used)
-    return {**{c: r.node_id for c, r in keep.items()}, **placement}
+def _fresh_topology(topology: Topology, keep: Mapping[str, SliverRow]) -> Topology:
+    """The nodes still to place, with the links (and interfaces) among them alone."""
+    nodes = tuple(n for n in topology.nodes if n.client_id not in keep)
+    names = {n.client_id for n in nodes}
+    ifaces = tuple(i for i in topology.interfaces if i.node in names)
+    kept = {i.client_id for i in ifaces}
+    links = tuple(lk for lk in topology.links if set(lk.interfaces) <= kept)
+    used = {i for lk in links for i in lk.interfaces}
+    return Topology(nodes=nodes, interfaces=tuple(i for i in ifaces if i.client_id in used),
+                    links=links)
+
+
+def _apply_window(uow: UnitOfWork, item: Slice, now: datetime) -> Window:
+    """New slivers of an apply join the slice's current lease: from now to its end."""
+    ends = [lease.window.end for lease in uow.leases.leases.of_slice(_sid(item))
+            if lease.window.end > now]
+    return lease_window(LeaseWindow(end=max(ends) if ends else None), now=now, item=item)
+
+
+def _place(uow: UnitOfWork, plan: _Plan, *, window: Window | None, now: datetime,
+           provision: bool = True) -> dict[str, str]:
+    """Book the nodes not kept as one new lease; map every node to its host."""
+    fresh = _fresh_topology(plan.topology, plan.keep)
+    placed: dict[str, str] = {c: r.node_id for c, r in plan.keep.items()}
+    if fresh.nodes:
+        window = window or _apply_window(uow, plan.slice, now)
+        lease, placement = book_lease(uow, plan.slice, fresh, window, sliver_ids=plan.ids,
+                                      now=now, provision=provision)
+        placed.update({a.node: a.host_id for a in placement.assignments})
+        plan.expires.update({n.client_id: lease.window.end for n in fresh.nodes})
+    return placed
 
 
 def _links(uow: UnitOfWork, plan: _Plan) -> list[LinkRow]:
@@ -219,7 +251,8 @@ def _sliver_plan(ctx: AggregateContext, plan: _Plan, node: NodeRequest, *, slive
         hostname=sliver_hostname(node.client_id, item.name, item.project, ctx.domain),
         image=node.image or DEFAULT_IMAGE, cores=r.cores, memory_mib=r.memory_mib,
         disk_gib=r.disk_gib, first_port=first_port, port_count=10, ssh_keys=keys,
-        manifest=_manifest(plan, node.client_id), interfaces=tuple(interfaces))
+        manifest=_manifest(plan, node.client_id), interfaces=tuple(interfaces),
+        installs=tuple(InstallPlan(i.url, i.path) for i in node.installs))
 
 
 def _manifest(plan: _Plan, client_id: str) -> str:
@@ -231,13 +264,19 @@ def _manifest(plan: _Plan, client_id: str) -> str:
 
 _STARTED = SliverState().on(AllocationEvent.ALLOCATE).on(AllocationEvent.PROVISION) \
     .operate(OperationalEvent.START)
+ALLOCATED = SliverState().on(AllocationEvent.ALLOCATE)
+
+
+def _new_ids(plan: _Plan) -> dict[str, str]:
+    ids = {c: r.id for c, r in plan.keep.items()}
+    ids.update({n.client_id: f"s-{secrets.token_hex(8)}" for n in plan.topology.nodes
+                if n.client_id not in ids})
+    return ids
 
 
 def _write_slivers(uow: UnitOfWork, ctx: AggregateContext, plan: _Plan,
                    links: list[LinkRow]) -> list[SliverRow]:
-    ids = {c: r.id for c, r in plan.keep.items()}
-    ids.update({n.client_id: f"s-{secrets.token_hex(8)}" for n in plan.topology.nodes
-                if n.client_id not in ids})
+    ids = plan.ids
     ifaces, ports, keys = _interfaces(links, ids), _ports(uow, plan), _ssh_keys(uow, plan.slice)
     rows = []
     for node in plan.topology.nodes:
@@ -248,12 +287,17 @@ def _write_slivers(uow: UnitOfWork, ctx: AggregateContext, plan: _Plan,
         if cid in plan.keep:
             old = plan.keep[cid].plan
             pj.update(run=old["run"], restart_seq=old["restart_seq"])
+            if "expires" in old:
+                pj["expires"] = old["expires"]
             rows.append(replace(plan.keep[cid], plan=pj))
             uow.aggregate.slivers.save(rows[-1])
             continue
+        pj["expires"] = plan.expires[cid].isoformat()
+        if plan.state.allocation is not AllocationState.PROVISIONED:
+            pj["run"] = "stopped"
         rows.append(SliverRow(ids[cid], _sid(plan.slice), plan.slice.project, plan.slice.name,
                               sp.node_id, cid, _request_json(node), pj,
-                              _STARTED.allocation.value, _STARTED.operational.value))
+                              plan.state.allocation.value, plan.state.operational.value))
         uow.aggregate.slivers.add(rows[-1], created=utcnow())
     return rows
 
@@ -270,24 +314,46 @@ def _write_links(uow: UnitOfWork, slice_id: int, links: list[LinkRow],
             uow.aggregate.links.add(row)
 
 
-def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
-                   name: str, data: Any) -> list[SliverRow]:
-    """Make slice ``project/name`` hold exactly the topology ``data``; return its slivers."""
-    item = _slice_for(uow, caller, OP.SLICE_APPLY, project, name)
-    topology = parse_topology(data)
+def write_topology(uow: UnitOfWork, ctx: AggregateContext, item: Slice, topology: Topology,
+                   *, state: SliverState, window: Window | None = None,
+                   additive: bool = False) -> tuple[list[SliverRow], set[str]]:
+    """Book and write ``topology`` for slice ``item`` (not committed).
+
+    Declarative unless ``additive`` (then the slice must hold none of its nodes yet and keeps
+    what it has). New slivers are written in ``state``; returns the slice's slivers and the
+    nodes whose desired state may change.
+    """
     for node in topology.nodes:
         sliver_hostname(node.client_id, item.name, item.project, ctx.domain)
     existing = uow.aggregate.slivers.of_slice(_sid(item))
+    if additive and existing:
+        raise Conflict(f"slice {item.project}/{item.name} holds slivers already "
+                       f"({', '.join(r.client_id for r in existing)}); delete them first or "
+                       "use slice apply", field="slice")
     keep, drop = _split(existing, topology)
-    plan = _Plan(item, topology, keep, drop, {})
-    plan.placement = _place(uow, topology, keep, _sid(item))
+    plan = _Plan(item, topology, keep, drop, {}, state=state)
+    plan.ids = _new_ids(plan)
+    uow.leases.leases.release_slivers([r.id for r in drop])
+    plan.placement = _place(uow, plan, window=window, now=utcnow(),
+                            provision=state.allocation is AllocationState.PROVISIONED)
     links = _links(uow, plan)
     uow.aggregate.slivers.delete([r.id for r in drop])
     uow.aggregate.links.delete([lk.id for lk in uow.aggregate.links.of_slice(_sid(item))
                                 if lk.id not in {x.id for x in links}])
     rows = _write_slivers(uow, ctx, plan, links)
     _write_links(uow, _sid(item), links, {r.client_id: r.id for r in rows})
-    touched = {r.node_id for r in existing} | {r.node_id for r in rows}
+    return rows, {r.node_id for r in existing} | {r.node_id for r in rows}
+
+
+def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
+                   name: str, data: Any) -> list[SliverRow]:
+    """Make slice ``project/name`` hold exactly the topology ``data``; return its slivers.
+
+    New slivers are allocated, provisioned and started at once, in a lease from now to the end
+    of the slice's current lease (or to the slice's expiry).
+    """
+    item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    rows, touched = write_topology(uow, ctx, item, parse_topology(data), state=_STARTED)
     changed = refresh_desired(uow, ctx, touched)
     uow.commit()
     ctx.notify(changed)
@@ -296,9 +362,13 @@ def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, proje
 
 def release_slice(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
                   name: str) -> None:
-    """Remove every sliver and link of the slice; their nodes then tear them down."""
-    item = _slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    """Remove every sliver and link of the slice and end its leases; their nodes then tear
+    them down."""
+    item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
     existing = uow.aggregate.slivers.of_slice(_sid(item))
+    uow.leases.leases.release_slivers([r.id for r in existing])
+    for lease in uow.leases.leases.of_slice(_sid(item)):
+        uow.leases.leases.end(lease.id)
     uow.aggregate.links.delete([lk.id for lk in uow.aggregate.links.of_slice(_sid(item))])
     uow.aggregate.slivers.delete([r.id for r in existing])
     changed = refresh_desired(uow, ctx, {r.node_id for r in existing})
@@ -332,7 +402,7 @@ class SliverStatus:
 
 def slice_status(uow: UnitOfWork, caller: Caller, project: str,
                  name: str) -> list[SliverStatus]:
-    item = _slice_for(uow, caller, OP.SLICE_STATUS, project, name)
+    item = slice_for(uow, caller, OP.SLICE_STATUS, project, name)
     names = {n.id: n.name for n in uow.aggregate.nodes.list()}
     result = []
     for row in uow.aggregate.slivers.of_slice(_sid(item)):
@@ -347,7 +417,7 @@ def slice_status(uow: UnitOfWork, caller: Caller, project: str,
 def queue_exec(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str, name: str,
                client_id: str, *, argv: Sequence[str], timeout: float) -> CommandRow:
     """Put a command for sliver ``client_id`` into its node's desired state."""
-    item = _slice_for(uow, caller, OP.SLIVER_EXEC, project, name)
+    item = slice_for(uow, caller, OP.SLIVER_EXEC, project, name)
     if not argv or not all(isinstance(a, str) for a in argv):
         raise InvalidInput("argv must be a non-empty list of strings", field="argv")
     if not 0 < timeout <= MAX_EXEC_TIMEOUT:

@@ -13,6 +13,8 @@ from sqlalchemy import Connection, Engine, RootTransaction
 
 from .aggregate import AggregateStore
 from .audit import AuditRepository
+from .inventory import HeartbeatRepository, InventoryRepository
+from .leases import LeaseStore
 from .members import KeyRepository, MemberRepository, TokenRepository
 from .projects import ProjectRepository
 from .slices import SliceRepository
@@ -28,6 +30,9 @@ class UnitOfWork:
     slices: SliceRepository
     audit: AuditRepository
     aggregate: AggregateStore
+    inventory: InventoryRepository
+    heartbeats: HeartbeatRepository
+    leases: LeaseStore
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -42,6 +47,8 @@ class UnitOfWork:
         self.tokens, self.projects = TokenRepository(conn), ProjectRepository(conn)
         self.slices, self.audit = SliceRepository(conn), AuditRepository(conn)
         self.aggregate = AggregateStore(conn)
+        self.inventory, self.heartbeats = InventoryRepository(conn), HeartbeatRepository(conn)
+        self.leases = LeaseStore(conn)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import random
 import socket
 import threading
@@ -135,16 +136,18 @@ class FaultProxy:
         budget = self._random.randint(*self.cut)
         upward = asyncio.ensure_future(self._pipe(client_r, up_w))
         try:
-            await self._down(up_r, client_w, budget)
+            with contextlib.suppress(ConnectionError):
+                await self._down(up_r, client_w, budget)
         finally:
             upward.cancel()
             for writer in (client_w, up_w):
                 writer.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
 
     async def _down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     budget: int) -> None:

@@ -1,4 +1,6 @@
-"""Operators' routes: sites, enrollment tokens, nodes and their boot states, images."""
+"""Operators' routes: sites, enrollment tokens, nodes and their boot states.
+
+Images are served by :mod:`slicelab.api.rest.images`."""
 
 from __future__ import annotations
 
@@ -6,18 +8,14 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from starlette.concurrency import run_in_threadpool
 
-from slicelab.domain.roles import Caller
 from slicelab.services import nodes as node_service
 from slicelab.services import sites as site_service
-from slicelab.services.sites import AggregateOperation, authorize_aggregate
 
 from ..deps import CallerDep, SettingsDep, UowDep
 from .models import (
     EnrollmentIn,
     EnrollmentOut,
-    ImageOut,
     NodeName,
     NodeOut,
     NodeStateIn,
@@ -25,7 +23,7 @@ from .models import (
     SiteName,
     SiteOut,
 )
-from .state import AggregateState, aggregate_state, brief_caller
+from .state import AggregateState, aggregate_state
 
 __all__ = ["router"]
 
@@ -70,19 +68,3 @@ def get_node(name: NodePath, uow: UowDep, caller: CallerDep) -> NodeOut:
 def set_node_state(name: NodePath, body: NodeStateIn, uow: UowDep, caller: CallerDep,
                    state: StateDep) -> NodeOut:
     return NodeOut.of(node_service.set_node_state(uow, state.ctx, caller, name, state=body.state))
-
-
-@router.get("/images", summary="Images this aggregate serves to its nodes")
-def list_images(caller: CallerDep, state: StateDep) -> list[ImageOut]:
-    authorize_aggregate(AggregateOperation.IMAGE_LIST, caller)
-    return [ImageOut(name=i.name, files=i.files, bytes=i.bytes) for i in state.images.list()]
-
-
-@router.post("/images/{name}/build", status_code=201,
-             summary="Build a known image into the aggregate's data dir (operators)")
-async def build_image(name: Annotated[str, Path(max_length=63)],
-                      caller: Annotated[Caller, Depends(brief_caller)],
-                      state: StateDep) -> ImageOut:
-    authorize_aggregate(AggregateOperation.IMAGE_BUILD, caller)
-    info = await run_in_threadpool(state.images.build, name)
-    return ImageOut(name=info.name, files=info.files, bytes=info.bytes)

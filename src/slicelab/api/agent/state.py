@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from slicelab.domain.errors import AuthenticationFailed
 from slicelab.domain.roles import Caller
 from slicelab.identity.nodekey import NonceCache
+from slicelab.services.images import image_resolver
 from slicelab.services.provisioning import AggregateContext, KeyBox
 from slicelab.services.tokens import authenticate
 from slicelab.settings import Settings
@@ -61,7 +62,8 @@ def make_state(settings: Settings, uow_factory: UnitOfWorkFactory, *,
     notifier = ChangeNotifier()
     ctx = AggregateContext(authority=settings.authority, domain=domain,
                            keybox=KeyBox.from_file(root / "aggregate.secret"),
-                           notify=notifier.notify)
+                           notify=notifier.notify,
+                           resolve_image=image_resolver(root / "imagestore"))
     return AggregateState(ctx=ctx, notifier=notifier, nonces=NonceCache(),
                           images=ImageRegistry(root / "images"), uow_factory=uow_factory)
 
@@ -88,9 +90,12 @@ def brief_caller(request: Request) -> Caller:
 def install_aggregate(app: FastAPI, settings: Settings, uow_factory: UnitOfWorkFactory, *,
                       api: APIRouter, state: AggregateState | None = None) -> None:
     """Add the operator and slice routes to ``api`` and mount the node channel."""
+    from slicelab.api.rest.images import install_images
+
     from . import channel, operators, slices
 
     app.state.aggregate = state or make_state(settings, uow_factory)
+    install_images(app, api=api)  # first: its /images routes replace the tar-image ones
     for router in (operators.router, slices.router):
         api.include_router(router)
     app.include_router(channel.router, prefix=AGENT_PREFIX)

@@ -1,0 +1,259 @@
+"""The database part of bench/placement.py (see its docstring); not run on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from placement import (
+    BACKENDS,
+    NOW,
+    inventory,
+    query_latency,
+    request,
+)
+from sqlalchemy import Engine, create_engine, text
+
+from slicelab.domain.calendar import Calendar, Window
+from slicelab.domain.inventory import Host, Inventory
+from slicelab.domain.placement import FreeHosts, HostIndex, PlacementFailed, place
+from slicelab.services.heartbeats import HeartbeatBatcher, SqlHeartbeatSink
+from slicelab.services.inventory import SqlFreeHosts
+from slicelab.store.engine import make_engine
+from slicelab.store.inventory import CapacityRow
+from slicelab.store.leases import LeaseRow
+from slicelab.store.migrate import upgrade
+from slicelab.store.uow import UnitOfWorkFactory, unit_of_work_factory
+
+PG_URL = os.environ.get("SLICELAB_TEST_POSTGRES",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/slicelab_test")
+RATES = {"sqlite": 50_000, "postgresql": 20_000}
+HB_SECONDS = 50
+
+
+@contextmanager
+def database(kind: str) -> Iterator[Engine]:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(f"sqlite:///{tmp}/bench.db")
+            upgrade(engine)
+            yield engine
+            engine.dispose()
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        engine = make_engine(PG_URL, schema=schema)
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+# -- bulk load ------------------------------------------------------------------------------------
+
+def _rows(hosts: list[Host], site_ids: dict[str, int]) -> tuple[list[tuple[Any, ...]], ...]:
+    created = NOW.replace(tzinfo=None).isoformat(sep=" ")
+    nodes, caps, devs = [], [], []
+    for h in hosts:
+        c = h.capacity
+        inv = json.dumps({"cores": c.cpu_milli // 1000, "memory_mib": c.memory_mib,
+                          "disk_gib": c.disk_gib, "devices": [], "interfaces": []})
+        nodes.append((h.id, h.id, site_ids[h.site], f"urn:publicid:IDN+bench+node+{h.id}",
+                      "boot", inv, None, None, 0, "-", created))
+        caps.append((h.id, site_ids[h.site], True, c.cpu_milli, c.memory_mib, c.disk_gib,
+                     c.cpu_milli, c.memory_mib, c.disk_gib))
+        devs += [(h.id, name, count) for name, count in c.devices]
+    return nodes, caps, devs
+
+
+_COLS = {"nodes": "id, name, site_id, urn, boot_state, inventory, host_ip, last_seen, "
+                  "auth_failures, sealed_key, created",
+         "node_capacity": "node_id, site_id, available, cpu_milli, memory_mib, disk_gib, "
+                          "free_cpu_milli, free_memory_mib, free_disk_gib",
+         "node_devices": "node_id, device, free"}
+
+
+def _sites(engine: Engine, names: list[str]) -> dict[str, int]:
+    with engine.begin() as conn:
+        have = {r[0]: r[1] for r in conn.execute(text("SELECT name, id FROM sites"))}
+        for name in names:
+            if name not in have:
+                conn.execute(text("INSERT INTO sites (name, urn, created) VALUES "
+                                  "(:n, :u, :c)"), {"n": name, "u": f"urn:x+{name}",
+                                                    "c": NOW.replace(tzinfo=None)})
+        return {r[0]: r[1] for r in conn.execute(text("SELECT name, id FROM sites"))}
+
+
+def load(engine: Engine, hosts: list[Host]) -> float:
+    """Insert ``hosts`` into nodes, node_capacity, node_devices; return the seconds taken."""
+    start = time.perf_counter()
+    site_ids = _sites(engine, sorted({h.site for h in hosts}))
+    tables = dict(zip(_COLS, _rows(hosts, site_ids), strict=True))
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for table, rows in tables.items():
+            if engine.dialect.name == "postgresql":
+                with raw.cursor() as cur, cur.copy(
+                        f"COPY {table} ({_COLS[table]}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join("?" * len(_COLS[table].split(",")))
+                raw.executemany(f"INSERT INTO {table} ({_COLS[table]}) VALUES ({marks})", rows)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    return time.perf_counter() - start
+
+
+# -- placements against the database --------------------------------------------------------------
+
+def _slice(engine: Engine) -> int:
+    now = NOW.replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO members (name, email, can_lead, roles, created) "
+                          "VALUES ('bench', 'b@example.org', true, '[]', :c)"), {"c": now})
+        conn.execute(text("INSERT INTO projects (name, description, created) "
+                          "VALUES ('bench', '', :c)"), {"c": now})
+        conn.execute(text("INSERT INTO slices (project_id, name, urn, created, expires, "
+                          "creator_id) SELECT p.id, 'bench', 'urn:x+slice+bench', :c, :e, m.id "
+                          "FROM projects p, members m"),
+                     {"c": now, "e": now + timedelta(days=30)})
+        return int(conn.execute(text("SELECT id FROM slices")).scalar_one())
+
+
+def _commit(uow_factory: UnitOfWorkFactory, cal: Calendar, lease: LeaseRow,
+            bookings: tuple[Any, ...]) -> None:
+    """One transaction: lock the hosts, insert lease and bookings, rewrite their index rows."""
+    hosts = sorted({b.host_id for b in bookings})
+    with uow_factory() as uow:
+        uow.leases.leases.lock_hosts(hosts)
+        uow.leases.leases.add(lease, bookings)
+        rows = []
+        for host_id in hosts:
+            host = cal.inventory.host(host_id)
+            used = cal.peak(host_id).resources
+            for b in bookings:
+                used = used + b.resources if b.host_id == host_id else used
+            rows.append(CapacityRow(host_id, 1, True, host.capacity, host.capacity - used))
+        uow.inventory.put(rows)
+        uow.commit()
+
+
+def placements(engine: Engine, inv: Inventory, count: int, rng: random.Random) -> float:
+    slice_id = _slice(engine)
+    uow_factory = unit_of_work_factory(engine)
+    cal = Calendar(inv)
+    index = HostIndex(inv, cal)
+    window = Window.of(NOW, timedelta(hours=4))
+    reqs = [request(rng, i) for i in range(count)]
+    start = time.perf_counter()
+    for i, topo in enumerate(reqs):
+        try:
+            p = place(topo, index, cal, window, slice_id=str(slice_id))
+        except PlacementFailed:
+            continue
+        bookings = p.bookings(lease_id=f"L{i}")
+        lease = LeaseRow(f"L{i}", slice_id, "bench", "bench", window, "active", True, NOW)
+        _commit(uow_factory, cal, lease, bookings)
+        cal.book(bookings, now=NOW)
+    return count / (time.perf_counter() - start)
+
+
+# -- heartbeats -----------------------------------------------------------------------------------
+
+def heartbeats(engine: Engine, ids: list[str], *, rate: int, seconds: float
+               ) -> tuple[float, float, float]:
+    """Offered ``rate``/s for ``seconds``: (written/s, p99 lag ms, capacity rows/s)."""
+    uow_factory = unit_of_work_factory(engine)
+    sink = SqlHeartbeatSink(uow_factory)
+    seen = datetime.now(UTC)
+    batch = [(ids[i], seen) for i in range(min(100_000, len(ids)))]
+    t = time.perf_counter()
+    sink.write(batch)
+    capacity = len(batch) / (time.perf_counter() - t)
+    batcher = HeartbeatBatcher(sink, period=0.2)
+    batcher.start()
+    start, sent, tick = time.perf_counter(), 0, 0.01
+    try:
+        while (elapsed := time.perf_counter() - start) < seconds:
+            due = int(rate * elapsed) - sent
+            now = datetime.now(UTC)
+            for k in range(sent, sent + due):
+                batcher.record(ids[k % len(ids)], now)
+            sent += due
+            time.sleep(tick)
+    finally:
+        batcher.stop()
+    total = time.perf_counter() - start
+    return batcher.stats.written / total, batcher.stats.quantile(0.99) * 1000, capacity
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+def _backend(engine: Engine) -> Any:
+    def make(inv: Inventory, _cal: Calendar) -> FreeHosts:
+        with engine.connect() as conn:
+            site_ids = {r[0]: r[1] for r in conn.execute(text("SELECT name, id FROM sites"))}
+        return SqlFreeHosts(unit_of_work_factory(engine), inv.host, site_ids)
+    return make
+
+
+def run_one(kind: str, *, quick: bool) -> dict[str, float]:
+    big = 100_000 if quick else 1_000_000
+    rng = random.Random(7)
+    inv_big = inventory(big, rng)
+    hosts = list(inv_big.hosts.values())
+    out: dict[str, float] = {}
+    with database(kind) as engine:
+        out["load_100k_s"] = load(engine, hosts[:100_000])
+        inv_100k = Inventory(hosts[:100_000], inv_big.sites.values())
+        out["placements_100k"] = placements(engine, inv_100k, 300 if quick else 2000, rng)
+        if big > 100_000:
+            out["load_rest_s"] = load(engine, hosts[100_000:])
+        BACKENDS[kind] = _backend(engine)
+        sites = sorted({h.site for h in hosts})
+        p50, p99 = query_latency(BACKENDS[kind](inv_big, Calendar(inv_big)), rng,
+                                 300 if quick else 2000, sites)
+        out["query_p50_ms"], out["query_p99_ms"] = p50 / 1000, p99 / 1000
+        rate, lag, capacity = heartbeats(engine, [h.id for h in hosts], rate=RATES[kind],
+                                         seconds=5 if quick else HB_SECONDS)
+        out["hb_rate"], out["hb_lag_ms"], out["hb_capacity"] = rate, lag, capacity
+    out["nodes"] = big
+    return out
+
+
+def run_databases(kinds: list[str], *, quick: bool) -> list[str]:
+    results = {kind: run_one(kind, quick=quick) for kind in kinds}
+    print(f"\n{'database':>10} {'nodes':>9} {'load 100k s':>11} {'placements/s':>12} "
+          f"{'query p50 ms':>12} {'query p99 ms':>12} {'beats/s':>9} {'lag p99 ms':>10} "
+          f"{'write cap/s':>11}")
+    for kind, r in results.items():
+        print(f"{kind:>10} {int(r['nodes']):>9} {r['load_100k_s']:>11.1f} "
+              f"{r['placements_100k']:>12.0f} {r['query_p50_ms']:>12.2f} "
+              f"{r['query_p99_ms']:>12.2f} {r['hb_rate']:>9.0f} {r['hb_lag_ms']:>10.0f} "
+              f"{r['hb_capacity']:>11.0f}")
+    figures = []
+    for kind, r in results.items():
+        k = f"{int(r['nodes']) // 1000}k"
+        figures += [f"db_{kind}_placement_100k_nodes: {r['placements_100k']:.0f} placements/s",
+                    f"db_{kind}_free_node_query_{k}_nodes_p50: {r['query_p50_ms']:.2f} ms",
+                    f"db_{kind}_free_node_query_{k}_nodes_p99: {r['query_p99_ms']:.2f} ms",
+                    f"db_{kind}_heartbeats_{k}_nodes: {r['hb_rate']:.0f} heartbeats/s",
+                    f"db_{kind}_heartbeat_lag_{k}_nodes_p99: {r['hb_lag_ms']:.0f} ms",
+                    f"db_{kind}_heartbeat_write_capacity: {r['hb_capacity']:.0f} rows/s"]
+    return figures

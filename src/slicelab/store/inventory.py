@@ -1,0 +1,145 @@
+"""Repositories of the inventory index and the heartbeat path.
+
+:class:`InventoryRepository` keeps ``node_capacity`` / ``node_devices`` (see
+:mod:`.inventory_tables`) and answers the free-node query from their indexes.
+:class:`HeartbeatRepository` writes a batch of heartbeats in one statement: an
+``UPDATE ... FROM unnest(...)`` on PostgreSQL, an ``executemany`` on SQLite.
+A heartbeat never moves ``last_seen`` back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+
+from slicelab.domain.resources import Resources
+
+from .base import Repository
+from .inventory_tables import node_capacity, node_devices
+from .node_tables import nodes, sites
+
+__all__ = ["CapacityRow", "HeartbeatRepository", "InventoryRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityRow:
+    """One node's line of the index: capacity, and what is free of it now."""
+
+    node_id: str
+    site_id: int
+    available: bool
+    capacity: Resources
+    free: Resources
+
+
+def _capacity_values(row: CapacityRow) -> dict[str, Any]:
+    c, f = row.capacity, row.free
+    return {"node_id": row.node_id, "site_id": row.site_id, "available": row.available,
+            "cpu_milli": c.cpu_milli, "memory_mib": c.memory_mib, "disk_gib": c.disk_gib,
+            "free_cpu_milli": f.cpu_milli, "free_memory_mib": f.memory_mib,
+            "free_disk_gib": f.disk_gib}
+
+
+def _device_values(row: CapacityRow) -> list[dict[str, Any]]:
+    free = row.free.device_counts
+    return [{"node_id": row.node_id, "device": name, "free": max(0, free.get(name, 0))}
+            for name, _ in row.capacity.devices]
+
+
+class InventoryRepository(Repository):
+    def put(self, rows: Sequence[CapacityRow]) -> None:
+        """Replace the index rows of these nodes (insert when new)."""
+        if not rows:
+            return
+        ids = [r.node_id for r in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            self.connection.execute(delete(node_devices).where(node_devices.c.node_id.in_(chunk)))
+            self.connection.execute(delete(node_capacity)
+                                    .where(node_capacity.c.node_id.in_(chunk)))
+        self.connection.execute(insert(node_capacity), [_capacity_values(r) for r in rows])
+        devices = [d for r in rows for d in _device_values(r)]
+        if devices:
+            self.connection.execute(insert(node_devices), devices)
+
+    def remove(self, node_ids: Collection[str]) -> None:
+        ids = list(node_ids)
+        if ids:
+            self.connection.execute(delete(node_devices).where(node_devices.c.node_id.in_(ids)))
+            self.connection.execute(delete(node_capacity).where(node_capacity.c.node_id.in_(ids)))
+
+    def indexed_ids(self) -> set[str]:
+        return set(self.connection.execute(select(node_capacity.c.node_id)).scalars())
+
+    def free_nodes(self, need: Resources, *, site_id: int | None = None,
+                   limit: int = 10) -> list[tuple[str, int, int]]:
+        """Available nodes whose free CPU, memory and devices cover ``need``, by id (the scan
+        stops at ``limit`` matches; best fit is placement's job): ``(node id, free millicores,
+        free MiB)``."""
+        nc = node_capacity.c
+        query = (select(nc.node_id, nc.free_cpu_milli, nc.free_memory_mib)
+                 .where(nc.available == true(), nc.free_cpu_milli >= need.cpu_milli,
+                        nc.free_memory_mib >= need.memory_mib, nc.free_disk_gib >= need.disk_gib)
+                 .order_by(nc.node_id).limit(limit))
+        if site_id is not None:
+            query = query.where(nc.site_id == site_id)
+        for name, count in need.devices:
+            nd = node_devices.c
+            query = query.where(exists().where(nd.node_id == nc.node_id, nd.device == name,
+                                               nd.free >= count))
+        return [(r[0], r[1], r[2]) for r in self.connection.execute(query)]
+
+    def raw_inventories(self, node_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The inventory documents of ``node_ids`` as their agents reported them."""
+        ids, found = list(node_ids), {}
+        for start in range(0, len(ids), 500):
+            query = select(nodes.c.id, nodes.c.inventory).where(
+                nodes.c.id.in_(ids[start:start + 500]))
+            found.update({r[0]: dict(r[1]) for r in self.connection.execute(query)})
+        return found
+
+    def site_ids(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.connection.execute(select(sites.c.name, sites.c.id))}
+
+
+_PG_TOUCH = text(
+    "UPDATE nodes AS n SET last_seen = v.seen "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:seen AS timestamptz[])) AS v(id, seen) "
+    "WHERE n.id = v.id AND (n.last_seen IS NULL OR n.last_seen < v.seen)")
+
+
+class HeartbeatRepository(Repository):
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._postgres = connection.dialect.name == "postgresql"
+
+    def touch(self, beats: Iterable[tuple[str, datetime]]) -> None:
+        """Set ``last_seen`` of each node to its time, unless it is later already."""
+        batch = list(beats)
+        if not batch:
+            return
+        if self._postgres:
+            self.connection.execute(_PG_TOUCH, {"ids": [b[0] for b in batch],
+                                                "seen": [b[1].astimezone(UTC) for b in batch]})
+            return
+        self.connection.execute(
+            update(nodes).where(nodes.c.id == bindparam("b_id"),
+                                or_(nodes.c.last_seen.is_(None),
+                                    nodes.c.last_seen < bindparam("b_seen")))
+            .values(last_seen=bindparam("b_seen")),
+            [{"b_id": node_id, "b_seen": seen} for node_id, seen in batch])

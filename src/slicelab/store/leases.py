@@ -1,0 +1,362 @@
+"""Leases, their bookings per host, project quotas and site limits (SQLAlchemy Core).
+
+A lease is one allocation's window ``[start, end)``; each of its slivers books its host for
+that window (one row in ``bookings``, with the resources it holds). ``bookings`` repeats the
+window so that the calendar loads only the bookings of the candidate hosts that overlap the
+window in question (index on host and time). The migration ``0003_leases`` builds the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    delete,
+    select,
+    update,
+)
+
+from slicelab.domain.calendar import Booking, Window
+from slicelab.domain.errors import NotFound
+from slicelab.domain.inventory import SiteLimits
+from slicelab.domain.quotas import ProjectQuota
+from slicelab.domain.resources import Resources
+
+from .base import Repository
+from .node_tables import node_commands, nodes, sites
+from .tables import metadata, projects, slices
+from .types import UTCDateTime
+
+__all__ = [
+    "LeaseRepository",
+    "LeaseRow",
+    "LeaseStore",
+    "QuotaRepository",
+    "SiteLimitRepository",
+    "SitePolicy",
+    "bookings",
+    "leases",
+    "project_quotas",
+    "site_limits",
+]
+
+ID = 40
+
+
+def _fk(table: str) -> ForeignKey:
+    return ForeignKey(f"{table}.id", ondelete="CASCADE")
+
+
+leases = Table(
+    "leases", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("slice_id", Integer, _fk("slices"), nullable=False, index=True),
+    Column("start", UTCDateTime, nullable=False),
+    Column("end", UTCDateTime, nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("provision", Boolean, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+bookings = Table(
+    "bookings", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("lease_id", String(ID), _fk("leases"), nullable=False, index=True),
+    Column("node_id", String(ID), _fk("nodes"), nullable=False),
+    Column("sliver_id", String(ID), nullable=True, index=True),
+    Column("start", UTCDateTime, nullable=False),
+    Column("end", UTCDateTime, nullable=False),
+    Column("cpu_milli", Integer, nullable=False),
+    Column("memory_mib", Integer, nullable=False),
+    Column("disk_gib", Integer, nullable=False),
+    Column("bandwidth_mbps", Integer, nullable=False),
+    Column("devices", JSON, nullable=False),
+    Column("exclusive", Boolean, nullable=False),
+    Column("uplink_mbps", Integer, nullable=False),
+    Index("ix_bookings_node_window", "node_id", "end", "start"),
+)
+
+project_quotas = Table(
+    "project_quotas", metadata,
+    Column("project_id", Integer, _fk("projects"), primary_key=True),
+    Column("cores", Float, nullable=True),
+    Column("memory_mib", Integer, nullable=True),
+    Column("slivers", Integer, nullable=True),
+    Column("concurrent_leases", Integer, nullable=True),
+    Column("longest_lease_s", Integer, nullable=True),
+    Column("book_ahead_s", Integer, nullable=True),
+)
+
+site_limits = Table(
+    "site_limits", metadata,
+    Column("site_id", Integer, _fk("sites"), primary_key=True),
+    Column("slivers_per_slice", Integer, nullable=True),
+    Column("cores_per_sliver", Float, nullable=True),
+    Column("memory_mib_per_sliver", Integer, nullable=True),
+    Column("longest_lease_s", Integer, nullable=True),
+    Column("book_ahead_s", Integer, nullable=True),
+    Column("one_sliver_per_slice_per_node", Boolean, nullable=False),
+)
+
+ACTIVE = "active"
+ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    id: str
+    slice_id: int
+    project: str
+    slice: str
+    window: Window
+    state: str
+    provision: bool
+    created: datetime
+
+
+def _lease(row: Any) -> LeaseRow:
+    return LeaseRow(row.id, row.slice_id, row.project, row.slice, Window(row.start, row.end),
+                    row.state, row.provision, row.created)
+
+
+def _lease_query() -> Any:
+    return (select(leases, slices.c.name.label("slice"), projects.c.name.label("project"))
+            .join(slices, slices.c.id == leases.c.slice_id)
+            .join(projects, projects.c.id == slices.c.project_id)
+            .order_by(leases.c.start, leases.c.id))
+
+
+def _booking(row: Any) -> Booking:
+    resources = Resources(row.cpu_milli, row.memory_mib, row.disk_gib, row.bandwidth_mbps,
+                          tuple((str(n), int(c)) for n, c in row.devices))
+    return Booking(row.lease_id, row.node_id, str(row.slice_id), Window(row.start, row.end),
+                   resources, row.exclusive, row.uplink_mbps, row.sliver_id)
+
+
+def _booking_query() -> Any:
+    return (select(bookings, leases.c.slice_id).join(leases, leases.c.id == bookings.c.lease_id)
+            .order_by(bookings.c.id))
+
+
+def _overlapping(window: Window) -> Any:
+    return (bookings.c.end > window.start) & (bookings.c.start < window.end)
+
+
+class LeaseRepository(Repository):
+    """Leases and their bookings. ``Booking.slice_id`` holds the slice's database id."""
+
+    def lock_hosts(self, node_ids: Iterable[str]) -> None:
+        """Hold the rows of ``node_ids`` until the transaction ends, in id order (PostgreSQL;
+        SQLite's write transactions are exclusive already)."""
+        ids = sorted(set(node_ids))
+        if ids:
+            query = select(nodes.c.id).where(nodes.c.id.in_(ids)).order_by(nodes.c.id)
+            self.connection.execute(query.with_for_update()).all()
+
+    def add(self, lease: LeaseRow, items: Iterable[Booking]) -> None:
+        self.connection.execute(leases.insert().values(
+            id=lease.id, slice_id=lease.slice_id, start=lease.window.start,
+            end=lease.window.end, state=lease.state, provision=lease.provision,
+            created=lease.created))
+        rows = [_booking_values(b) for b in items]
+        if rows:
+            self.connection.execute(bookings.insert(), rows)
+
+    def get(self, lease_id: str) -> LeaseRow:
+        row = self.connection.execute(_lease_query().where(leases.c.id == lease_id)).first()
+        if row is None:
+            raise NotFound(f"no lease {lease_id!r}", field="lease_id")
+        return _lease(row)
+
+    def of_slice(self, slice_id: int, *, active_only: bool = True) -> list[LeaseRow]:
+        query = _lease_query().where(leases.c.slice_id == slice_id)
+        if active_only:
+            query = query.where(leases.c.state == ACTIVE)
+        return [_lease(r) for r in self.connection.execute(query)]
+
+    def active(self) -> list[LeaseRow]:
+        query = _lease_query().where(leases.c.state == ACTIVE)
+        return [_lease(r) for r in self.connection.execute(query)]
+
+    def bookings_of(self, lease_ids: Collection[str]) -> list[Booking]:
+        if not lease_ids:
+            return []
+        query = _booking_query().where(bookings.c.lease_id.in_(list(lease_ids)))
+        return [_booking(r) for r in self.connection.execute(query)]
+
+    def overlapping(self, window: Window, *, node_ids: Collection[str] | None = None,
+                    project_id: int | None = None) -> list[Booking]:
+        """The active bookings that overlap ``window`` (on ``node_ids`` / of one project)."""
+        query = _booking_query().where(_overlapping(window), leases.c.state == ACTIVE)
+        if node_ids is not None:
+            query = query.where(bookings.c.node_id.in_(sorted(node_ids)))
+        if project_id is not None:
+            query = query.join(slices, slices.c.id == leases.c.slice_id).where(
+                slices.c.project_id == project_id)
+        return [_booking(r) for r in self.connection.execute(query)]
+
+    def set_end(self, lease_id: str, end: datetime) -> None:
+        self.connection.execute(update(leases).where(leases.c.id == lease_id).values(end=end))
+        self.connection.execute(update(bookings).where(bookings.c.lease_id == lease_id)
+                                .values(end=end))
+
+    def set_provision(self, lease_id: str) -> None:
+        self.connection.execute(update(leases).where(leases.c.id == lease_id)
+                                .values(provision=True))
+
+    def end(self, lease_id: str) -> None:
+        """The lease no longer holds anything: its bookings go, the row stays as history."""
+        self.connection.execute(delete(bookings).where(bookings.c.lease_id == lease_id))
+        self.connection.execute(update(leases).where(leases.c.id == lease_id)
+                                .values(state=ENDED))
+
+    def release_slivers(self, sliver_ids: Collection[str]) -> list[str]:
+        """Drop the bookings of ``sliver_ids``; end the leases left empty; return those."""
+        if not sliver_ids:
+            return []
+        query = select(bookings.c.lease_id).where(bookings.c.sliver_id.in_(list(sliver_ids)))
+        touched = {r.lease_id for r in self.connection.execute(query)}
+        self.connection.execute(delete(bookings)
+                                .where(bookings.c.sliver_id.in_(list(sliver_ids))))
+        emptied = []
+        for lease_id in sorted(touched):
+            left = select(bookings.c.id).where(bookings.c.lease_id == lease_id).limit(1)
+            if self.connection.execute(left).first() is None:
+                self.end(lease_id)
+                emptied.append(lease_id)
+        return emptied
+
+    def stale_commands(self, before: datetime) -> list[str]:
+        """Ids of relayed commands still unanswered that were queued before ``before``."""
+        query = (select(node_commands.c.id)
+                 .where(node_commands.c.finished.is_(None), node_commands.c.created < before)
+                 .order_by(node_commands.c.id))
+        return [r.id for r in self.connection.execute(query)]
+
+    def sliver_leases(self, sliver_ids: Collection[str]) -> dict[str, str]:
+        """Sliver id -> lease id."""
+        if not sliver_ids:
+            return {}
+        query = select(bookings.c.sliver_id, bookings.c.lease_id).where(
+            bookings.c.sliver_id.in_(list(sliver_ids)))
+        return {r.sliver_id: r.lease_id for r in self.connection.execute(query)}
+
+
+def _booking_values(b: Booking) -> dict[str, Any]:
+    r = b.resources
+    return {"lease_id": b.lease_id, "node_id": b.host_id, "sliver_id": b.sliver,
+            "start": b.window.start, "end": b.window.end, "cpu_milli": r.cpu_milli,
+            "memory_mib": r.memory_mib, "disk_gib": r.disk_gib,
+            "bandwidth_mbps": r.bandwidth_mbps, "devices": [list(d) for d in r.devices],
+            "exclusive": b.exclusive, "uplink_mbps": b.uplink_mbps}
+
+
+def _span(seconds: int | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _seconds(span: timedelta | None) -> int | None:
+    return None if span is None else int(span.total_seconds())
+
+
+def _project_id(connection: Connection, name: str) -> int:
+    found = connection.execute(select(projects.c.id).where(projects.c.name == name)).first()
+    if found is None:
+        raise NotFound(f"no project {name!r}", field="project")
+    return int(found.id)
+
+
+def _site_id(connection: Connection, name: str) -> int:
+    found = connection.execute(select(sites.c.id).where(sites.c.name == name)).first()
+    if found is None:
+        raise NotFound(f"no site {name!r}", field="site")
+    return int(found.id)
+
+
+def _upsert(connection: Connection, table: Table, key: str, key_value: int,
+            values: dict[str, Any]) -> None:
+    done = connection.execute(update(table).where(table.c[key] == key_value).values(**values))
+    if done.rowcount == 0:
+        connection.execute(table.insert().values(**{key: key_value}, **values))
+
+
+class QuotaRepository(Repository):
+    """Per-project quotas; a project without a row has no limits."""
+
+    def get(self, project: str) -> ProjectQuota:
+        pid = _project_id(self.connection, project)
+        row = self.connection.execute(select(project_quotas)
+                                      .where(project_quotas.c.project_id == pid)).first()
+        if row is None:
+            return ProjectQuota()
+        return ProjectQuota(row.cores, row.memory_mib, row.slivers, row.concurrent_leases,
+                            _span(row.longest_lease_s), _span(row.book_ahead_s))
+
+    def put(self, project: str, quota: ProjectQuota) -> None:
+        values = {"cores": quota.cores, "memory_mib": quota.memory_mib,
+                  "slivers": quota.slivers, "concurrent_leases": quota.concurrent_leases,
+                  "longest_lease_s": _seconds(quota.longest_lease),
+                  "book_ahead_s": _seconds(quota.book_ahead)}
+        pid = _project_id(self.connection, project)
+        _upsert(self.connection, project_quotas, "project_id", pid, values)
+
+    def project_id(self, project: str) -> int:
+        return _project_id(self.connection, project)
+
+
+@dataclass(frozen=True, slots=True)
+class SitePolicy:
+    limits: SiteLimits
+    one_sliver_per_slice_per_node: bool = False
+
+
+class SiteLimitRepository(Repository):
+    """Per-site limits; a site without a row has none."""
+
+    def get(self, site: str) -> SitePolicy:
+        sid = _site_id(self.connection, site)
+        row = self.connection.execute(select(site_limits)
+                                      .where(site_limits.c.site_id == sid)).first()
+        return _policy(row) if row is not None else SitePolicy(SiteLimits())
+
+    def all(self) -> dict[str, SitePolicy]:
+        query = select(site_limits, sites.c.name).join(sites, sites.c.id == site_limits.c.site_id)
+        return {r.name: _policy(r) for r in self.connection.execute(query)}
+
+    def put(self, site: str, policy: SitePolicy) -> None:
+        limits = policy.limits
+        values = {"slivers_per_slice": limits.slivers_per_slice,
+                  "cores_per_sliver": limits.cores_per_sliver,
+                  "memory_mib_per_sliver": limits.memory_mib_per_sliver,
+                  "longest_lease_s": _seconds(limits.longest_lease),
+                  "book_ahead_s": _seconds(limits.book_ahead),
+                  "one_sliver_per_slice_per_node": policy.one_sliver_per_slice_per_node}
+        _upsert(self.connection, site_limits, "site_id", _site_id(self.connection, site), values)
+
+
+def _policy(row: Any) -> SitePolicy:
+    limits = SiteLimits(row.slivers_per_slice, row.cores_per_sliver, row.memory_mib_per_sliver,
+                        _span(row.longest_lease_s), _span(row.book_ahead_s))
+    return SitePolicy(limits, bool(row.one_sliver_per_slice_per_node))
+
+
+class LeaseStore:
+    """The lease, quota and site-limit repositories on one connection (a unit of work's)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.leases = LeaseRepository(connection)
+        self.quotas = QuotaRepository(connection)
+        self.site_limits = SiteLimitRepository(connection)
