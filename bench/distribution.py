@@ -336,16 +336,21 @@ def report(rows: list[tuple[str, int, int, int, int]], *, size: int, kills: int,
     print(f"{'change':<12} {'changed':>11} {'slicelab':>11} {'ratio':>6} {'rsync -z':>11} "
           f"{'ratio':>6} {'casync':>11} {'ratio':>6}")
     for name, changed, ours, rsync, casync in rows:
+        cas = (f"{casync:>11} {casync / changed:>6.2f}" if casync >= 0
+               else f"{'not installed':>18}")
         print(f"{name:<12} {changed:>11} {ours:>11} {ours / changed:>6.2f} {rsync:>11} "
-              f"{rsync / changed:>6.2f} {casync:>11} {casync / changed:>6.2f}")
+              f"{rsync / changed:>6.2f} {cas}")
     print(f"resume: {kills} SIGKILLs of the fetching process, {resent} chunks sent again")
     print(f"chunking + BLAKE3 on one core: {mbps:.0f} MB/s")
-    print("fan-out to 10/50 agents: not measured (needs the multi-host testbed)")
+    print("fan-out to 10/50 nodes: see bench/fanout.py")
     for name, changed, ours, rsync, casync in rows:
         key = name.replace(" ", "_")
         print(f"update_ratio_slicelab_{key}: {ours / changed:.2f} x")
         print(f"update_ratio_rsync_{key}: {rsync / changed:.2f} x")
-        print(f"update_ratio_casync_{key}: {casync / changed:.2f} x")
+        if casync >= 0:
+            print(f"update_ratio_casync_{key}: {casync / changed:.2f} x")
+        else:
+            print(f"update_ratio_casync_{key}: not installed")
     print(f"resent_chunks_per_interruption: {resent / max(kills, 1):.2f} chunks")
     print(f"chunk_hash_throughput: {mbps:.0f} MB/s")
 

@@ -23,8 +23,9 @@ from typing import Any
 from slicelab.agent import inventory
 from slicelab.agent.channel import Backoff, Channel, Poller
 from slicelab.agent.config import AgentConfig
+from slicelab.agent.images import agent_images
 from slicelab.agent.metadata import MetadataServer, metadata_index
-from slicelab.agent.reconcile import ImageCache, Reconciler, Runtime
+from slicelab.agent.reconcile import Reconciler, Runtime
 from slicelab.agent.state import AgentFiles, NodeIdentity
 from slicelab.domain.errors import AuthenticationFailed, SlicelabError, Unavailable
 
@@ -74,7 +75,7 @@ class Agent:
         self.stop = stop or threading.Event()
         self.wake = wake or threading.Event()
         self._inventory_doc = inventory_doc or inventory.collect(config)
-        images = ImageCache(files.images, fetch=channel.fetch_image)
+        images = agent_images(config, files, channel, wake=self.wake.set)
         self.reconciler = Reconciler(runtime, files, images, host_ip=host_ip,
                                      inventory=lambda: self._inventory_doc)
         self.poller = Poller(channel, files, on_change=self._changed, wait=config.poll_wait,
@@ -186,6 +187,7 @@ def run_agent(config: AgentConfig, *, enroll_token: str | None = None) -> None:
     try:
         agent.run()
     finally:
+        agent.reconciler.images.close()
         if metadata is not None:
             metadata.close()
         channel.close()

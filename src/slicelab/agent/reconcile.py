@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
+from slicelab.agent.images import ImageFetching, SliverImages
 from slicelab.agent.spec import (
     InterfaceSpec,
     LinkSpec,
@@ -159,6 +160,12 @@ class ImageCache:
             raise InvalidInput(f"image name {name!r} is not usable", field="image")
         return self.root / name
 
+    def plan(self, doc: dict[str, Any], *, now: float) -> None:
+        """Nothing to plan: a tar image is fetched when a sliver needs it."""
+
+    def ensure_for(self, sliver: dict[str, Any]) -> Path:
+        return self.ensure(str(sliver["image"]))
+
     def ensure(self, name: str) -> Path:
         target = self.path(name)
         if target.is_dir():
@@ -173,6 +180,9 @@ class ImageCache:
         partial.rename(target)
         return target
 
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
 
 @dataclass
 class _Outcome:
@@ -183,7 +193,7 @@ class _Outcome:
 class Reconciler:
     """Applies desired state documents to a runtime; one caller at a time."""
 
-    def __init__(self, runtime: Runtime, files: AgentFiles, images: ImageCache, *,
+    def __init__(self, runtime: Runtime, files: AgentFiles, images: ImageCache | SliverImages, *,
                  host_ip: str | None, inventory: Callable[[], dict[str, Any]]) -> None:
         self.runtime, self.files, self.images = runtime, files, images
         self.host_ip = host_ip
@@ -235,6 +245,7 @@ class Reconciler:
         for link in links.values():
             outcome.links[link["link_id"]] = self._link(link)
         node_urn = str(doc.get("node", {}).get("urn", ""))
+        self.images.plan(doc, now=now)
         for sliver in slivers.values():
             outcome.slivers[sliver["sliver_id"]] = self._sliver(sliver, node_urn, now=now)
         self.files.save_progress(self.progress)
@@ -252,10 +263,13 @@ class Reconciler:
         try:
             if expired(sliver, now=now):
                 return self._stopped_if_present(sliver_id, reason="lease ended")
-            spec = sliver_spec(sliver, image_dir=self.images.ensure(str(sliver["image"])),
+            spec = sliver_spec(sliver, image_dir=self.images.ensure_for(sliver),
                                node_urn=node_urn)
             status = self.runtime.ensure_sliver(spec)
             status = self._run_state(sliver, status)
+        except ImageFetching as waiting:
+            return {"state": "fetching", "error": None, "progress": str(waiting),
+                    "status": None}
         except (SlicelabError, OSError) as exc:
             log.warning("sliver %s failed: %s", sliver_id, exc)
             return {"state": "failed", "error": str(exc), "status": None}
@@ -332,7 +346,7 @@ class Reconciler:
         for sliver_id, item in outcome.slivers.items():
             slivers.append({"sliver_id": sliver_id, "state": item["state"],
                             "error": item["error"], "control_ip": None, "ssh": None,
-                            "progress": None})
+                            "progress": item.get("progress")})
         links = [{"link_id": k, **v} for k, v in outcome.links.items()]
         return {"generation_applied": doc.get("generation"), "boot_state": plan.reports,
                 "inventory": self._inventory(), "slivers": slivers, "links": links}

@@ -23,18 +23,21 @@ __all__ = ["demo"]
 
 
 class _Steps:
-    """Prints each finished step with its time and shows the current one with a spinner."""
+    """Prints each step as it starts and again with its time when it is done.
+
+    No spinner: a refresh thread running while the testbed forks into namespaces can
+    leave a child stuck on a lock it held, so every line is printed from this thread.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.status = console.status("starting")
         self.current: str | None = None
         self.started = time.monotonic()
 
     def __call__(self, text: str) -> None:
         self.finish()
         self.current, self.started = text, time.monotonic()
-        self.status.update(text)
+        self.console.print(f"[dim]…[/] {text}")
 
     def finish(self) -> None:
         if self.current is not None:
@@ -107,9 +110,8 @@ def demo(keep: Annotated[bool, typer.Option(
     links = ", ".join(f"{a}-{b} {mbps} Mbit/s" for _, a, b, mbps in LINE_LINKS)
     console.print(f"[bold]slicelab demo[/]: slice demo/line, n1-n2-n3-n4, links {links}")
     steps = _Steps(console)
-    with steps.status:
-        result, world = run_demo(base_dir=base, subnet=subnet, keep=keep, progress=steps)
-        steps.finish()
+    result, world = run_demo(base_dir=base, subnet=subnet, keep=keep, progress=steps)
+    steps.finish()
     _report(console, result, world)
 
 

@@ -46,7 +46,11 @@ from . import slice_ops as _slice_ops_cli  # noqa: E402
 
 app.add_typer(_sites_cli.app, name="site")
 app.add_typer(_nodes_cli.app, name="node")
-app.add_typer(_nodes_cli.images, name="image")
+from . import files as _files_cli  # noqa: E402
+from . import images as _images_cli  # noqa: E402
+
+app.add_typer(_images_cli.app, name="image")
+app.add_typer(_files_cli.app, name="file")
 _slice_ops_cli.register(slices.app)
 app.command("exec")(_access_cli.exec_command)
 app.command("ssh")(_access_cli.ssh)
@@ -59,3 +63,10 @@ from . import resources as _resources_cli  # noqa: E402
 
 app.add_typer(_resources_cli.app, name="resources")
 app.add_typer(_resources_cli.rspec, name="rspec")
+
+from . import allocation as _allocation_cli  # noqa: E402
+from . import resources_slot as _resources_slot_cli  # noqa: E402
+
+_allocation_cli.register(slices.app)
+_allocation_cli.register_limits(projects.app, _sites_cli.app)
+_resources_slot_cli.register(_resources_cli.app)

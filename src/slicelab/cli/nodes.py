@@ -63,10 +63,13 @@ def list_nodes(as_json: output.JsonFlag = False) -> None:
 @app.command("show")
 def show(name: NodeName, as_json: output.JsonFlag = False) -> None:
     """Show one node and its inventory."""
+    from .images import node_cache_rows
+
     with session.connect() as sl:
         node = sl.node(name)
+        cache = node_cache_rows(sl, name)
     if as_json:
-        output.print_json(node.model_dump(mode="json"))
+        output.print_json({**node.model_dump(mode="json"), "image_cache": cache})
         return
     inv = node.inventory
     devices = ", ".join(f"{d.get('name')} ({d.get('kind')})" for d in inv.get("devices", []))
@@ -78,6 +81,7 @@ def show(name: NodeName, as_json: output.JsonFlag = False) -> None:
         ("cores", str(inv.get("cores", "-"))), ("memory MiB", str(inv.get("memory_mib", "-"))),
         ("disk GiB", str(inv.get("disk_gib", "-"))), ("devices", devices or "-"),
     ])
+    output.table("Image cache", ["IMAGE", "BYTES", "PINNED", "DOWNLOAD"], cache["rows"])
 
 
 @app.command("set-state")

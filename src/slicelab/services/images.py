@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -166,7 +166,7 @@ class ImageService:
         current = self.resolve(name)
         return [self._info(e, current=current) for e in self._ordered(name)]
 
-    def list(self, *, kind: str | None = None) -> list[ImageInfo]:
+    def entries(self, *, kind: str | None = None) -> list[ImageInfo]:
         names = sorted({e.name for e in self.store.catalog.entries()})
         found = [i for n in names for i in self.versions(n)]
         return [i for i in found if kind is None or i.kind == kind]
@@ -189,6 +189,13 @@ class ImageService:
         live = [e for e in entries if not e.deprecated]
         chosen = (live or entries)[-1] if entries else None
         return chosen.manifest if chosen else None
+
+    def tar_stream(self, name: str) -> Iterator[bytes]:
+        """The current version of image ``name`` as its (tar) byte stream, verified."""
+        manifest = self.resolve(name)
+        if manifest is None:
+            raise NotFound(f"no image {name!r} at this aggregate", field="name")
+        return self.store.chunks.read_stream(self.store.chunks.get_manifest(manifest))
 
     # -- writing --------------------------------------------------------------------------
     def begin_upload(self, raw: bytes, *, kind: str = "image") -> UploadStatus:

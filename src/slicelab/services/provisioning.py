@@ -208,7 +208,8 @@ def _sliver_report(row: SliverRow, item: Mapping[str, Any]) -> SliverRow:
         raise InvalidInput(f"sliver {row.id}: unknown state {state!r}", field="slivers")
     ssh = item.get("ssh") or {}
     return replace(row, reported_state=state, operational_state=REPORTED_OPERATIONAL[state].value,
-                   error=item.get("error"), control_ip=item.get("control_ip"),
+                   error=item.get("error") or item.get("progress"),  # "fetching image 63%"
+                   control_ip=item.get("control_ip"),
                    ssh_host=ssh.get("host"), ssh_port=ssh.get("port"))
 
 

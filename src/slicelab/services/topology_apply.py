@@ -1,6 +1,7 @@
-"""Slice apply: a topology becomes slivers and links on nodes (allocate by first fit,
-provision, start); slice release tears them down; slice status reads them back; exec queues a
-command for a sliver's node.
+"""Slice apply: a topology becomes slivers and links on nodes (placed and booked as a lease
+by :mod:`slicelab.services.leases`, provisioned and started at once); slice release tears
+them down and ends the slice's leases; slice status reads them back; exec queues a command
+for a sliver's node.
 
 Apply is declarative. A sliver whose request is unchanged keeps its id, node and ports; a link
 whose request is unchanged keeps its VNI and addresses; everything else is made anew, and what
@@ -392,6 +393,7 @@ class SliverStatus:
     addresses: tuple[str, ...]
     ssh_host: str | None
     ssh_port: int | None
+    expires: str | None = None  # the end of the sliver's lease (ISO 8601)
 
     @property
     def ssh_command(self) -> str | None:
@@ -410,7 +412,8 @@ def slice_status(uow: UnitOfWork, caller: Caller, project: str,
         result.append(SliverStatus(
             row.client_id, row.id, plan.urn, names.get(row.node_id, row.node_id), plan.hostname,
             row.allocation_state, row.operational_state, row.reported_state, row.error,
-            tuple(i.ipv4 for i in plan.interfaces if i.ipv4), row.ssh_host, row.ssh_port))
+            tuple(i.ipv4 for i in plan.interfaces if i.ipv4), row.ssh_host, row.ssh_port,
+            row.plan.get("expires")))
     return result
 
 

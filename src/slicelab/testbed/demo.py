@@ -144,9 +144,9 @@ def open_world(base_dir: Path, *, subnet: str, hosts: int = 3, progress: Progres
 
 def line_topology(links: Sequence[tuple[str, str, str, int]] = LINE_LINKS) -> dict[str, Any]:
     """n1-n2-n3-n4 over three hosts (n2 and n3 share host2: a local link between them)."""
-    nodes = [{"name": n, "cores": 0.5, "memory_mib": 128, "component_id": host}
+    nodes = [{"name": n, "cores": 0.5, "memory": 128, "component_id": host}
              for n, host in _PLACEMENT.items()]
-    return {"nodes": nodes, "links": [{"name": name, "nodes": [a, b], "capacity_mbps": mbps}
+    return {"nodes": nodes, "links": [{"name": name, "members": [a, b], "capacity": mbps}
                                       for name, a, b, mbps in links]}
 
 

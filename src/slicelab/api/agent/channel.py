@@ -106,6 +106,6 @@ async def command_result(command_id: str, body: CommandResultIn, node: NodeDep,
 
 @router.get("/images/{name}", summary="An image as a tar stream",
             response_class=StreamingResponse)
-def image(name: str, node: NodeDep, state: StateDep) -> StreamingResponse:
-    state.images.path(name)
-    return StreamingResponse(state.images.tar_stream(name), media_type="application/x-tar")
+def image(name: str, request: Request, node: NodeDep) -> StreamingResponse:
+    stream = request.app.state.image_service.tar_stream(name)  # the chunk store's current
+    return StreamingResponse(stream, media_type="application/x-tar")

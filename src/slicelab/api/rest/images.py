@@ -111,7 +111,7 @@ def _people_routes(router: APIRouter) -> None:
     def list_images(caller: BriefCaller, service: ServiceDep,
                     kind: Literal["image", "file"] | None = None) -> list[ImageInfoOut]:
         authorize_images(caller, write=False)
-        return [ImageInfoOut.of(i) for i in service.list(kind=kind)]
+        return [ImageInfoOut.of(i) for i in service.entries(kind=kind)]
 
     @router.get("/images/{name}", summary="The versions of an image or file")
     def versions(name: str, caller: BriefCaller, service: ServiceDep) -> list[ImageInfoOut]:

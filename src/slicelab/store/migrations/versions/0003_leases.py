@@ -7,6 +7,8 @@ Create Date: 2025-01-03
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,7 +23,7 @@ ID = 40
 
 
 def _ref(table: str, column: str, *, text: bool = False, pk: bool = False) -> sa.Column[object]:
-    col_type: sa.types.TypeEngine[object] = sa.String(ID) if text else sa.Integer()
+    col_type: sa.types.TypeEngine[Any] = sa.String(ID) if text else sa.Integer()
     return sa.Column(column, col_type, sa.ForeignKey(f"{table}.id", ondelete="CASCADE"),
                      primary_key=pk, nullable=False)
 

@@ -1,0 +1,91 @@
+"""The lease commands of the CLI against the real app: allocate, provision, start, leases,
+lease-renew, find-slot, quotas and site limits; a request that does not fit is explained."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aggregate_fakes import API, boot, enroll, make_site
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from slicelab.api.app import create_app
+from slicelab.cli import session
+from slicelab.cli.main import app as cli
+from slicelab.settings import Settings
+from slicelab.store.uow import UnitOfWorkFactory
+
+runner = CliRunner()
+URL = "http://testserver"
+RSPEC = Path("/work/shared/rspec/examples/geni-tools__amapi2-request-minimal.xml")
+
+
+@pytest.fixture
+def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLICELAB_SWEEP_INTERVAL", "0")
+    return create_app(settings, uow_factory=uow_factory)
+
+
+@pytest.fixture
+def cli_env(client: Any, admin: dict[str, str], tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    make_site(client, admin)
+    agent = enroll(client, admin, "host1", host_ip="172.31.252.2")
+    boot(agent, host_ip="172.31.252.2")
+    assert client.post(f"{API}/projects", headers=admin, json={"name": "p"}).status_code == 201
+    assert client.post(f"{API}/projects/p/slices", headers=admin,
+                       json={"name": "s"}).status_code == 201
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv(session.ENV_URL, URL)
+    monkeypatch.setenv(session.ENV_TOKEN, admin["Authorization"].removeprefix("Bearer "))
+    with session.use_transport(client._transport):
+        yield
+
+
+def _run(*args: str) -> Any:
+    result = runner.invoke(cli, list(args))
+    return result
+
+
+def test_allocate_provision_start_renew_from_the_command_line(cli_env: None,
+                                                              tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.xml"
+    done = _run("slice", "allocate", "p/s", "--rspec", str(RSPEC), "--duration", "2h",
+                "--manifest-out", str(manifest))
+    assert done.exit_code == 0, done.output
+    assert "geni_allocated" in done.output and "expires" in done.output
+    assert "sliver_id=" in manifest.read_text()
+    assert "geni_notready" in _run("slice", "provision", "p/s").output
+    assert "geni_configuring" in _run("slice", "start", "p/s").output
+    again = _run("slice", "start", "p/s")
+    assert again.exit_code != 0 and "geni_configuring" in again.output
+    renewed = _run("slice", "lease-renew", "p/s", "--by", "1h")
+    assert renewed.exit_code == 0 and "renewed until" in renewed.output
+    listed = _run("slice", "leases", "p/s", "--json")
+    (lease,) = json.loads(listed.output)
+    assert lease["slivers"][0]["client_id"] == "foo"
+
+
+def test_find_slot_quota_limits_and_a_refusal_explained(cli_env: None, tmp_path: Path) -> None:
+    topo = tmp_path / "topo.json"
+    topo.write_text(json.dumps({"nodes": [{"name": "big", "cores": 8}]}))
+    refused = _run("slice", "allocate", "p/s", "--topology", str(topo), "--duration", "1h")
+    assert refused.exit_code != 0
+    assert "cannot place node 'big': capacity" in refused.output
+    assert "host1" in refused.output
+    topo.write_text(json.dumps({"nodes": [{"name": "n1"}]}))
+    slot = _run("resources", "find-slot", "--topology", str(topo), "--duration", "3h", "--json")
+    assert slot.exit_code == 0, slot.output
+    assert json.loads(slot.output)["hosts"] == {"n1": "host1"}
+    quota = _run("project", "quota", "p", "--cores", "4", "--longest-lease", "1d")
+    assert quota.exit_code == 0 and "86400s" in quota.output
+    limits = _run("site", "limits", "lab", "--slivers-per-slice", "3")
+    assert limits.exit_code == 0 and "slivers_per_slice" in limits.output
+    long = _run("slice", "allocate", "p/s", "--topology", str(topo), "--duration", "2d")
+    assert long.exit_code != 0 and "at most 1 day" in long.output
