@@ -1,11 +1,17 @@
 """Fan-out: one image from one image server to N node caches at once.
 
 The server is the image store's router in uvicorn (one process, as at an aggregate); each
-node is a separate process with its own :class:`~slicelab.images.cache.ImageCache`
-(four parallel requests) that fetches and unpacks the image.  Reported: the time until
-every node has the image, for N = 10 and 50 (``--quick``: 2 and 5), and their ratio.
+node is a separate process running the agent's fetch path (an
+:class:`~slicelab.images.cache.ImageCache`: batched chunk requests, four in parallel) that
+fetches and unpacks the image.  Reported: the time until every node has the image, for
+N = 10 and 50 (``--quick``: 2 and 5), and their ratio.
 
-    python bench/fanout.py [--quick] [--size-mib 64]
+``--node-dir`` puts the node caches elsewhere (e.g. /dev/shm: on one machine all nodes
+share one disk, which real nodes do not); ``--node-mbps`` caps each node's download rate
+as the agent's ``bandwidth_cap_mbps`` does (a site's uplinks), so that the ratio shows
+whether the server keeps up rather than how many nodes two cores can emulate.
+
+    python bench/fanout.py [--quick] [--size-mib 64] [--node-dir DIR] [--node-mbps N]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,19 +64,23 @@ def _tree(root: Path, size: int) -> Path:
     return root
 
 
-def _node(root: str, url: str, image: str, start: float) -> float:
+def _node(root: str, url: str, image: str, start: float, rate: float | None) -> float:
     cache = ImageCache(Path(root), base_url=url, quota=Quota(1 << 40),
-                       options=FetchOptions(parallel=4))
+                       options=FetchOptions(parallel=4, rate=rate))
     asyncio.run(cache.materialize(image))
     return time.monotonic() - start
 
 
-def fan_out(url: str, image: str, work: Path, nodes: int) -> float:
+def fan_out(url: str, image: str, work: Path, nodes: int, rate: float | None) -> float:
     """Seconds until all ``nodes`` hold the image (processes started together)."""
     start = time.monotonic()
     roots = [str(work / f"n{nodes}-{i}") for i in range(nodes)]
-    with multiprocessing.get_context("fork").Pool(nodes) as pool:
-        times = pool.starmap(_node, [(r, url, image, start) for r in roots])
+    try:
+        with multiprocessing.get_context("fork").Pool(nodes) as pool:
+            times = pool.starmap(_node, [(r, url, image, start, rate) for r in roots])
+    finally:
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
     return max(times)
 
 
@@ -88,14 +99,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 and 5 nodes, 16 MiB")
     parser.add_argument("--size-mib", type=int, default=None)
+    parser.add_argument("--node-dir", type=Path, default=None,
+                        help="where the node caches go (default: the work dir)")
+    parser.add_argument("--node-mbps", type=float, default=None,
+                        help="cap each node's download (Mbit/s)")
     args = parser.parse_args()
     small, large = (2, 5) if args.quick else (10, 50)
     size = (args.size_mib or (16 if args.quick else 64)) * MIB
-    with tempfile.TemporaryDirectory(prefix="slicelab-fanout-") as tmp:
-        run(Path(tmp), size=size, counts=(small, large))
+    rate = args.node_mbps * 125_000 if args.node_mbps else None
+    with tempfile.TemporaryDirectory(prefix="slicelab-fanout-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="slicelab-fanout-", dir=args.node_dir) as nodes:
+        run(Path(tmp), size=size, counts=(small, large), nodes_dir=Path(nodes), rate=rate)
 
 
-def run(work: Path, *, size: int, counts: tuple[int, int]) -> None:
+def run(work: Path, *, size: int, counts: tuple[int, int], nodes_dir: Path,
+        rate: float | None) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api/v1/"
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(work / "server"),
@@ -107,7 +125,7 @@ def run(work: Path, *, size: int, counts: tuple[int, int]) -> None:
                                  version="1", work=work)
         with httpx.Client(base_url=url, timeout=60) as client:
             push_image(store, manifest, client=client)
-        seconds = {n: fan_out(url, manifest.id, work, n) for n in counts}
+        seconds = {n: fan_out(url, manifest.id, nodes_dir, n, rate) for n in counts}
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -61,6 +61,7 @@ from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.runtime.node import NodeRuntime
 from slicelab.agent.runtime.removers import make_removers
 from slicelab.agent.spec import InterfaceSpec, LinkSpec, PortRange, SliverSpec, SliverStatus
+from slicelab.domain.errors import SlicelabError
 from slicelab.images.rootfs import build_minimal
 
 __all__ = ["Layout", "NodeBench", "Underlay", "leftovers", "main", "plan"]
@@ -247,10 +248,10 @@ class Worker:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"worker {self.proc.pid} ended (exit {self.proc.wait()})")
+            raise SlicelabError(f"worker {self.proc.pid} ended (exit {self.proc.wait()})")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
-            raise RuntimeError(f"worker {self.proc.pid}: {answer['error']}")
+            raise SlicelabError(f"worker {self.proc.pid}: {answer['error']}")
         return answer
 
     def close(self) -> None:
@@ -291,7 +292,9 @@ def _serve(bench: NodeBench, request: dict[str, Any], config: dict[str, Any]) ->
         result = bench.build(slivers, links)
         return {"seconds": result.seconds, "sliver_ms": result.sliver_ms,
                 "records": result.records}
-    return {"seconds": bench.teardown()}
+    if request["op"] == "teardown":
+        return {"seconds": bench.teardown()}
+    raise SlicelabError(f"unknown request {request['op']!r}")
 
 
 class MultiHost:
@@ -343,7 +346,7 @@ def mininet(hosts: int, *, capacity: float) -> tuple[float, float]:
             proc.terminate()  # its handler runs net.stop()
             proc.wait(timeout=300)
     if proc.returncode != 0:
-        raise RuntimeError(f"the Mininet baseline failed (exit {proc.returncode})")
+        raise SlicelabError(f"the Mininet baseline failed (exit {proc.returncode})")
     row = json.loads(out.splitlines()[-1])
     return float(row["build_s"]), float(row["teardown_s"])
 
@@ -369,7 +372,7 @@ def iperf(*, server_ns: str, client_ns: str, server_ip: str, seconds: float,
             if done.returncode == 0 and received:
                 return float(received["bits_per_second"]) / 1e6
             time.sleep(0.1)  # the server is not listening yet
-        raise RuntimeError(f"iperf3 to {server_ip} failed: {done.stdout[-300:]}")
+        raise SlicelabError(f"iperf3 to {server_ip} failed: {done.stdout[-300:]}")
     finally:
         if server.poll() is None:
             server.kill()
@@ -413,7 +416,7 @@ def ssh_ready_ms(bench: NodeBench, spec: SliverSpec, *, timeout: float = 10.0) -
             if sock.connect_ex((status.control_ip, 22)) == 0:
                 return (time.perf_counter() - started) * 1000
         time.sleep(0.002)
-    raise RuntimeError(f"sliver {spec.sliver_id} did not accept SSH within {timeout} s")
+    raise SlicelabError(f"sliver {spec.sliver_id} did not accept SSH within {timeout} s")
 
 
 # what this benchmark made and left behind -----------------------------------------------

@@ -9,6 +9,7 @@ Example ``/etc/slicelab/agent.toml``::
     control_subnet = "10.200.0.0/24"
     port_base = 20000
     bandwidth_cap_mbps = 100
+    image_cache_mib = 20480     # the image cache's quota ($SLICELAB_IMAGE_CACHE_MIB wins)
     devices = [{name = "wifi0", kind = "exclusive"}, {name = "gps", kind = "shared"}]
 """
 
@@ -55,6 +56,7 @@ class AgentConfig:
     control_subnet: str = "10.200.0.0/24"
     port_base: int = 20000
     bandwidth_cap_mbps: float | None = None
+    image_cache_mib: float | None = None
     host_ip: str | None = None
     devices: tuple[Device, ...] = field(default=())
     poll_wait: int = 25
@@ -78,6 +80,8 @@ class AgentConfig:
             raise InvalidInput("poll_wait must be in 0..60", field="poll_wait")
         if self.bandwidth_cap_mbps is not None and self.bandwidth_cap_mbps <= 0:
             raise InvalidInput("bandwidth_cap_mbps must be positive", field="bandwidth_cap_mbps")
+        if self.image_cache_mib is not None and self.image_cache_mib <= 0:
+            raise InvalidInput("image_cache_mib must be positive", field="image_cache_mib")
 
 
 def _from_mapping(data: dict[str, Any]) -> AgentConfig:

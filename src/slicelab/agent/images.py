@@ -46,7 +46,7 @@ from slicelab.images.fetch import FetchOptions, Progress
 from slicelab.images.store import atomic_write
 
 __all__ = ["CACHE_MIB_ENV", "STORE_PATH", "ImageFetching", "SigningTransport", "SliverImages",
-           "Want", "agent_images"]
+           "Want", "agent_images", "cache_quota"]
 
 log = logging.getLogger(__name__)
 STORE_PATH = "/agent/v1/store"
@@ -398,12 +398,16 @@ def _place(blob: Path, target: Path, *, name: str, is_dir: bool) -> None:
     target.chmod(0o644)
 
 
-def _quota(state_dir: Path) -> Quota:
-    """``$SLICELAB_IMAGE_CACHE_MIB``, else 80 % of the disk space free at start."""
+def cache_quota(config: AgentConfig) -> Quota:
+    """``$SLICELAB_IMAGE_CACHE_MIB``, else the config's ``image_cache_mib``, else 80 % of
+    the disk space free at start."""
     given = os.environ.get(CACHE_MIB_ENV)
     if given:
         return Quota(int(float(given) * (1 << 20)))
-    return Quota(max(1 << 20, int(shutil.disk_usage(state_dir).free * 0.8)))
+    if config.image_cache_mib is not None:
+        return Quota(int(config.image_cache_mib * (1 << 20)))
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    return Quota(max(1 << 20, int(shutil.disk_usage(config.state_dir).free * 0.8)))
 
 
 def agent_images(config: AgentConfig, files: AgentFiles, channel: Channel, *,
@@ -416,5 +420,5 @@ def agent_images(config: AgentConfig, files: AgentFiles, channel: Channel, *,
     options = FetchOptions(parallel=4, rate=cap * 125_000 if cap else None)
     legacy = ImageCache(files.images, fetch=channel.fetch_image)
     return SliverImages(config.state_dir / "imagecache", server=config.server,
-                        quota=_quota(config.state_dir), identity=lambda: channel.identity,
+                        quota=cache_quota(config), identity=lambda: channel.identity,
                         options=options, wake=wake, legacy=legacy.ensure)

@@ -1,4 +1,6 @@
-"""Errors as ``application/problem+json`` (RFC 9457): ``{type, title, status, detail, field?}``.
+"""Errors as ``application/problem+json`` (RFC 9457): ``{type, title, status, detail, field?}``
+plus any extension members the error carries (:meth:`SlicelabError.extensions`, for example
+the ``diagnosis`` of a placement that failed, wherever it is raised).
 
 Every failure leaves the API this way: slicelab's own errors with the status their class names,
 FastAPI's validation errors (naming the field), unknown routes, wrong methods, malformed JSON,
@@ -9,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +36,9 @@ PROBLEM_TYPE = "application/problem+json"
 
 
 class Problem(BaseModel):
+    """A problem document; extension members (``diagnosis``, ...) may follow the fields."""
+
+    model_config = ConfigDict(extra="allow")
     type: str
     title: str
     status: int
@@ -57,21 +63,28 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def problem_response(status: int, title: str, detail: str, *, field: str | None = None,
-                     headers: dict[str, str] | None = None) -> JSONResponse:
+                     headers: dict[str, str] | None = None,
+                     extensions: Mapping[str, Any] | None = None) -> JSONResponse:
+    """The problem document; ``extensions`` never replace the standard members."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
     body = Problem(type=f"urn:slicelab:problem:{slug}", title=title, status=status,
                    detail=detail, field=field).model_dump(exclude_none=True)
+    body.update({k: v for k, v in (extensions or {}).items() if k not in _STANDARD})
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="slicelab"'}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
+_STANDARD = frozenset({"type", "title", "status", "detail", "field", "instance"})
+
+
 def _on_slicelab(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SlicelabError)
-    return problem_response(exc.status, exc.title, exc.message, field=exc.field)
+    return problem_response(exc.status, exc.title, exc.message, field=exc.field,
+                            extensions=exc.extensions())
 
 
-def _field(loc: tuple[Any, ...]) -> str:
+def _field(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 

@@ -15,6 +15,7 @@ from slicelab.sdk.leases import Allocated, Leases
 from slicelab.sdk.nodes import SliceStatus
 
 from . import output, session
+from .diagnosis import explained
 from .slice_ops import load_topology
 
 __all__ = ["read_request", "register", "register_limits"]
@@ -47,10 +48,10 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _show(status: SliceStatus) -> None:
-    output.table(f"Slice {status.project}/{status.slice}", ["NODE", "HOST", "ALLOCATION",
-                                                             "OPERATIONAL", "ERROR"],
-                 [[s.client_id, s.node, s.allocation_state, s.operational_state, s.error or ""]
-                  for s in status.slivers])
+    output.table(f"Slice {status.project}/{status.slice}",
+                 ["NODE", "HOST", "ALLOCATION", "OPERATIONAL", "EXPIRES", "ERROR"],
+                 [[s.client_id, s.node, s.allocation_state, s.operational_state,
+                   output.when(s.expires), s.error or ""] for s in status.slivers])
 
 
 def _show_allocated(done: Allocated) -> None:
@@ -67,7 +68,7 @@ def allocate(ref: SliceRef, rspec: RSpecOpt = None, topology: TopologyOpt = None
                  "--manifest-out", help="Write the manifest RSpec here.")] = None) -> None:
     """Allocate slivers for a lease (now, or from --start), without provisioning them."""
     data, xml = read_request(rspec, topology)
-    with session.connect() as client:
+    with session.connect() as client, explained():
         done = Leases(client).allocate(ref, topology=data, rspec=xml, start=_aware(start),
                                        end=_aware(end), duration=duration)
     _show_allocated(done)

@@ -85,7 +85,15 @@ def _n4(world: World) -> str:
 
 
 def _interrupt_on_term() -> None:
+    """SIGTERM cleans up like Ctrl-C, in this process only: children forked to enter a
+    namespace inherit the handler and must still die of SIGTERM."""
+    owner = os.getpid()
+
     def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from slicelab.domain.errors import InvalidInput
 from slicelab.rspec import build_advertisement, render_report, validate_file
-from slicelab.sdk import Client
+from slicelab.sdk.nodes import NodeResources, ResourcesView, Sizes
 from slicelab.services.inventory import advertisement_from_json, aggregate_offer
 
 from . import output, session
@@ -34,7 +34,7 @@ rspec = typer.Typer(help="GENI RSpec documents.", no_args_is_help=True)
 DEFAULT_AUTHORITY = "slicelab"  # as slicelab.settings.Settings
 
 
-def _time(value: str | None, name: str) -> str | None:
+def _time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -43,32 +43,28 @@ def _time(value: str | None, name: str) -> str | None:
         raise InvalidInput(f"--{name}: not an ISO 8601 time: {value!r}", field=name) from None
     if moment.tzinfo is None:
         raise InvalidInput(f"--{name} needs a time zone (e.g. 2031-01-01T10:00Z)", field=name)
-    return moment.isoformat()
+    return moment
 
 
-def _get(sl: Client, path: str, params: dict[str, str | None] | None = None) -> Any:
-    return sl._conn.call("GET", path, params=params)  # the SDK has no typed method for these
+def _sizes(s: Sizes) -> str:
+    devices = "".join(f" {n}x{c}" for n, c in sorted(s.devices.items()) if c < 1000)
+    return f"{s.cores:g}c {s.memory_mib} MiB {s.disk_gib} GiB{devices}"
 
 
-def _sizes(s: dict[str, Any]) -> str:
-    devices = "".join(f" {n}x{c}" for n, c in sorted(s.get("devices", {}).items()) if c < 1000)
-    return f"{s['cores']:g}c {s['memory_mib']} MiB {s['disk_gib']} GiB{devices}"
+def _node_row(n: NodeResources) -> list[str]:
+    return [n.name, n.boot_state, n.health, _sizes(n.capacity), _sizes(n.free),
+            str(n.uplink_mbps or "-")]
 
 
-def _node_row(n: dict[str, Any]) -> list[str]:
-    return [n["name"], n["boot_state"], n["health"], _sizes(n["capacity"]), _sizes(n["free"]),
-            str(n["uplink_mbps"] or "-")]
-
-
-def _show(body: dict[str, Any]) -> None:
-    output.say(f"free from {body['start']} until {body['end']}")
-    if not body["sites"]:
+def _show(view: ResourcesView) -> None:
+    output.say(f"free from {view.start.isoformat()} until {view.end.isoformat()}")
+    if not view.sites:
         output.say("no sites")
-    for site in body["sites"]:
-        title = (f"site {site['name']}: {site['up']}/{site['node_count']} up, "
-                 f"free {_sizes(site['free'])} of {_sizes(site['capacity'])}")
+    for site in view.sites:
+        title = (f"site {site.name}: {site.up}/{site.node_count} up, "
+                 f"free {_sizes(site.free)} of {_sizes(site.capacity)}")
         output.table(title, ["NODE", "STATE", "HEALTH", "CAPACITY", "FREE", "UPLINK Mbit/s"],
-                     map(_node_row, site["nodes"]))
+                     map(_node_row, site.nodes))
 
 
 @app.callback(invoke_without_command=True)
@@ -82,13 +78,13 @@ def resources(ctx: typer.Context,
     """Show per site what every node has and what is free now or over a window."""
     if ctx.invoked_subcommand is not None:
         return
-    params = {"from": _time(start, "from"), "until": _time(until, "until"), "site": site}
+    begin, end = _time(start, "from"), _time(until, "until")
     with session.connect() as sl:
-        body = _get(sl, "/resources", params)
+        view = sl.resources(start=begin, until=end, site=site)
     if as_json:
-        output.print_json(body)
+        output.print_json(view.model_dump(mode="json"))
         return
-    _show(body)
+    _show(view)
 
 
 @app.command("advertisement")
@@ -97,7 +93,7 @@ def advertisement(xml: Annotated[bool, typer.Option("--xml", help="The GENI v3 "
                                  ] = False) -> None:
     """Print the aggregate's advertisement (JSON, or RSpec XML with --xml)."""
     with session.connect() as sl:
-        body = _get(sl, "/advertisement")
+        body = sl.advertisement()
     if not xml:
         output.print_json(body)
         return

@@ -14,6 +14,7 @@ from slicelab.domain.errors import InvalidInput, SlicelabError
 from slicelab.sdk.nodes import SliceStatus, SliverStatus
 
 from . import output, session
+from .diagnosis import explained
 
 __all__ = ["load_topology", "register"]
 
@@ -38,12 +39,13 @@ def load_topology(path: Path) -> dict[str, Any]:
 
 def _row(s: SliverStatus) -> list[str]:
     return [s.client_id, s.node, s.state or s.operational_state, ", ".join(s.addresses) or "-",
-            s.ssh_command or "-", s.error or ""]
+            s.ssh_command or "-", output.when(s.expires), s.error or ""]
 
 
 def _show(status: SliceStatus) -> None:
     output.table(f"Slice {status.project}/{status.slice}",
-                 ["NODE", "HOST", "STATE", "ADDRESSES", "SSH", "ERROR"], map(_row, status.slivers))
+                 ["NODE", "HOST", "STATE", "ADDRESSES", "SSH", "EXPIRES", "ERROR"],
+                 map(_row, status.slivers))
 
 
 def _wait(ref: str, sl: Any, timeout: float) -> SliceStatus:
@@ -65,7 +67,7 @@ def apply(ref: SliceRef,
           timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 300) -> None:
     """Make the slice hold exactly the topology in FILE (allocate, provision, start)."""
     topology = load_topology(file)
-    with session.connect() as sl:
+    with session.connect() as sl, explained():
         status = sl.apply_topology(ref, topology)
         if wait:
             status = _wait(ref, sl, timeout)

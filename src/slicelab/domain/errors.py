@@ -34,6 +34,9 @@ own leaves at the top of its module:
     SlicelabError     ← images.errors.IntegrityError, agent.runtime.errors.KernelError
     Unavailable       ← agent.runtime.errors.MissingPackage, api.agent.slices.CommandTimedOut
 
+An error may carry structured *extension members* for APIs (:meth:`SlicelabError.extensions`,
+for example a placement's ``diagnosis``); the REST API adds them to its problem document.
+
 Raise errors, never return them; ``except Exception`` belongs only at process edges.
 """
 
@@ -76,6 +79,10 @@ class SlicelabError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def extensions(self) -> dict[str, object]:
+        """Structured members for a problem document beside ``detail`` (JSON values)."""
+        return {}
 
 
 class InvalidInput(SlicelabError):

@@ -41,10 +41,10 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from .calendar import Booking, Calendar, Usage, Window
 from .errors import InsufficientResources, InvalidInput, NotFound
@@ -135,6 +135,15 @@ class Diagnosis:
                 "nearest": [{"host_id": n.host_id, "host": n.host_name,
                              "shortfall": list(n.shortfall)} for n in self.nearest]}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Diagnosis:
+        """The reverse of :meth:`as_dict`; raises KeyError or TypeError on a bad document."""
+        nearest = tuple(Nearest(str(n["host_id"]), str(n["host"]),
+                                tuple(str(x) for x in n.get("shortfall", ())))
+                        for n in data.get("nearest", ()))
+        return cls(str(data["subject"]), str(data["constraint"]),
+                   tuple(str(x) for x in data.get("detail", ())), nearest)
+
     def message(self) -> str:
         text = f"cannot place {self.subject}: {self.constraint}"
         if self.detail:
@@ -152,6 +161,9 @@ class PlacementFailed(InsufficientResources):
     def __init__(self, diagnosis: Diagnosis, *, field: str | None = None) -> None:
         super().__init__(diagnosis.message(), field=field)
         self.diagnosis = diagnosis
+
+    def extensions(self) -> dict[str, object]:
+        return {"diagnosis": self.diagnosis.as_dict()}
 
 
 class FreeHosts(Protocol):

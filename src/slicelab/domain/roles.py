@@ -1,6 +1,7 @@
 """Who may do what: roles, the permission table, and the one place that enforces it.
 
-Every operation declares the roles it admits (:data:`PERMISSIONS`). A caller's roles depend on
+Every operation, of the clearinghouse and of the aggregate alike, declares the roles it admits
+(:data:`PERMISSIONS`). A caller's roles depend on
 the *scope* the operation declares:
 
 * ``PLATFORM`` scope: ``admin``/``operator`` from the member's platform roles, ``member`` for
@@ -25,6 +26,7 @@ from .projects import Project, ProjectRole
 
 __all__ = [
     "PERMISSIONS",
+    "SLICE_READS",
     "Caller",
     "Operation",
     "Permission",
@@ -81,6 +83,27 @@ class Operation(StrEnum):
     SLICE_DELETE = "slice.delete"
     SLICE_ADD_MEMBER = "slice.add_member"
     AUDIT_READ = "audit.read"
+    # the aggregate's operations
+    SITE_CREATE = "site.create"
+    SITE_LIST = "site.list"
+    NODE_ENROLL = "node.enroll"
+    NODE_LIST = "node.list"
+    NODE_READ = "node.read"
+    NODE_SET_STATE = "node.set_state"
+    IMAGE_BUILD = "image.build"
+    IMAGE_LIST = "image.list"
+    RESOURCES_READ = "resources.read"
+    QUOTA_READ = "quota.read"
+    QUOTA_SET = "quota.set"
+    LIMITS_READ = "limits.read"
+    LIMITS_SET = "limits.set"
+    SLICE_APPLY = "slice.apply"
+    SLICE_ALLOCATE = "slice.allocate"
+    SLICE_STATUS = "slice.status"
+    SLIVER_OPERATE = "sliver.operate"
+    SLIVER_EXEC = "sliver.exec"
+    LEASE_LIST = "lease.list"
+    LEASE_RENEW = "lease.renew"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +145,32 @@ PERMISSIONS: Mapping[Operation, Permission] = {
     Operation.SLICE_DELETE: _p(R.ADMIN, R.PI, scope=PROJ, relations=(Relation.CREATOR,)),
     Operation.SLICE_ADD_MEMBER: _p(R.ADMIN, R.PI, R.MEMBER, scope=PROJ),
     Operation.AUDIT_READ: _p(R.ADMIN),
+    # the aggregate: operators run sites and nodes; members read; slices act in their project
+    Operation.SITE_CREATE: _p(R.ADMIN, R.OPERATOR),
+    Operation.SITE_LIST: _p(R.MEMBER),
+    Operation.NODE_ENROLL: _p(R.ADMIN, R.OPERATOR),
+    Operation.NODE_LIST: _p(R.MEMBER),
+    Operation.NODE_READ: _p(R.MEMBER),
+    Operation.NODE_SET_STATE: _p(R.ADMIN, R.OPERATOR),
+    Operation.IMAGE_BUILD: _p(R.ADMIN, R.OPERATOR),
+    Operation.IMAGE_LIST: _p(R.MEMBER),
+    Operation.RESOURCES_READ: _p(R.MEMBER),
+    Operation.QUOTA_READ: _p(R.MEMBER),
+    Operation.QUOTA_SET: _p(R.ADMIN, R.OPERATOR),
+    Operation.LIMITS_READ: _p(R.MEMBER),
+    Operation.LIMITS_SET: _p(R.ADMIN, R.OPERATOR),
+    Operation.SLICE_APPLY: _p(R.ADMIN, R.PI, R.MEMBER, scope=PROJ),
+    Operation.SLICE_ALLOCATE: _p(R.ADMIN, R.PI, R.MEMBER, scope=PROJ),
+    Operation.SLICE_STATUS: _p(R.ADMIN, R.OPERATOR, R.PI, R.MEMBER, scope=PROJ),
+    Operation.SLIVER_OPERATE: _p(R.ADMIN, R.PI, R.MEMBER, scope=PROJ),
+    Operation.SLIVER_EXEC: _p(R.ADMIN, R.PI, R.MEMBER, scope=PROJ),
+    Operation.LEASE_LIST: _p(R.ADMIN, R.OPERATOR, R.PI, R.MEMBER, scope=PROJ),
+    Operation.LEASE_RENEW: _p(R.ADMIN, R.PI, R.MEMBER, scope=PROJ),
 }
+
+# Operations on a slice that only read it: any project member (or an operator) may; the rest
+# need the caller to be a member of the slice itself, or a PI of its project, or an admin.
+SLICE_READS: frozenset[Operation] = frozenset({Operation.SLICE_STATUS, Operation.LEASE_LIST})
 
 
 @dataclass(frozen=True, slots=True)

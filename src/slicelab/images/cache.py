@@ -152,9 +152,21 @@ class ImageCache:
             self._touch(image)
         missing = await asyncio.to_thread(self.missing, manifest)
         await asyncio.to_thread(self.make_room, sum(missing.values()), pins={*pins, image})
-        await self.fetcher.chunks(manifest, missing, progress=progress)
+        older = await asyncio.to_thread(self._older_version, manifest, base)
+        await self.fetcher.chunks(manifest, missing, progress=progress, base=older)
         self._touch(image)
         return manifest
+
+    def _older_version(self, manifest: Manifest, hint: str | None) -> Manifest | None:
+        """A version of the same image held here (``hint`` first, else the most recently
+        used): changed chunks then travel as deltas against its chunks."""
+        held = [r.id for r in reversed(self.images()) if r.id != manifest.id]
+        for candidate in ([hint] if hint else []) + held:
+            if candidate != manifest.id and self.store.has_manifest(candidate):
+                older = self.store.get_manifest(candidate)
+                if older.name == manifest.name:
+                    return older
+        return None
 
     # -- unpacking ---------------------------------------------------------------------
 

@@ -2,9 +2,13 @@
 
 Made for nodes whose uplink drops and stalls: every request is retried with capped
 exponential backoff and jitter after a dropped connection, a refused one, a stall past
-the read timeout, a server error or bytes that fail their hash.  Each chunk is written
-atomically as soon as it is verified, so an interruption (even a power cut) costs at
-most the chunks in flight.
+the read timeout, a server error or bytes that fail their hash.  Chunks come in batches
+(``POST chunks/batch``: one streamed response of many chunks), each written atomically as
+soon as it is verified and the batch made durable by one file system sync at its end, so
+a killed fetch loses nothing it received and an interruption costs at most the batches in
+flight (at most ``parallel`` x ``batch_bytes``).  A chunk that changed since a version the
+node holds may come as a delta against the old chunks at its place
+(:mod:`slicelab.images.delta`).
 """
 
 from __future__ import annotations
@@ -12,17 +16,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 import httpx
 
 from slicelab.domain.errors import NotFound, SlicelabError, Unavailable
+from slicelab.images.delta import decode_chunk, delta_bases, first_refs
 from slicelab.images.errors import IntegrityError
-from slicelab.images.manifest import BASE_HEADER, Manifest, decode_delta
+from slicelab.images.frames import Frame, FrameKind, FrameReader
+from slicelab.images.manifest import BASE_HEADER, ChunkRef, Manifest, decode_delta
 from slicelab.images.store import ChunkStore
 
-__all__ = ["FetchOptions", "Fetcher", "Progress", "ProgressFn", "RetryPolicy", "TokenBucket"]
+__all__ = ["Batch", "FetchOptions", "Fetcher", "Progress", "ProgressFn", "RetryPolicy",
+           "TokenBucket", "plan_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,8 @@ class TokenBucket:
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
-    """Parallel requests, a bandwidth cap (bytes/s, None for none), timeouts and retries."""
+    """Parallel requests, a bandwidth cap (bytes/s, None for none), timeouts, retries and
+    how many chunks (by count and by bytes) one batch request asks for."""
 
     parallel: int = 4
     rate: float | None = None
@@ -96,6 +105,16 @@ class FetchOptions:
     connect_timeout: float = 10.0
     read_timeout: float = 15.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    batch_bytes: int = 4 * 1024 * 1024
+    batch_chunks: int = 256
+
+    @property
+    def batch_limit(self) -> int:
+        """Bytes per batch: under a bandwidth cap about a quarter second's worth (at least
+        128 KiB), so an interruption wastes little more than that."""
+        if self.rate is None:
+            return self.batch_bytes
+        return min(self.batch_bytes, max(128 * 1024, int(self.rate / 4)))
 
 
 class _Retryable(Exception):
@@ -125,13 +144,18 @@ class Fetcher:
         return httpx.AsyncClient(base_url=self._base_url, timeout=timeout, limits=limits,
                                  transport=self._transport)
 
-    async def _retrying(self, what: str, attempt_once: Callable[[], Awaitable[None]]) -> None:
+    async def _retrying(self, what: str, attempt_once: Callable[[], Awaitable[None]], *,
+                        progressed: Callable[[], bool] = lambda: False) -> None:
+        """Run ``attempt_once`` until it succeeds; an attempt that ``progressed`` does not
+        count against the policy's attempts (a link that drops every few MB still ends)."""
         policy = self.options.retry
-        for attempt in range(policy.attempts):
+        attempt = 0
+        while attempt < policy.attempts:
             try:
                 await attempt_once()
                 return
             except _RETRYABLE:
+                attempt = 0 if progressed() else attempt + 1
                 await asyncio.sleep(policy.delay(attempt))
         raise Unavailable(f"gave up on {what} after {policy.attempts} attempts")
 
@@ -182,29 +206,117 @@ class Fetcher:
         return len(body)
 
     async def chunks(self, manifest: Manifest, missing: dict[str, int], *,
-                     progress: ProgressFn | None = None) -> None:
-        """Fetch ``missing`` (hash -> length) with bounded parallelism, reporting progress."""
+                     progress: ProgressFn | None = None, base: Manifest | None = None) -> None:
+        """Fetch ``missing`` (hash -> length) in batches with bounded parallelism, reporting
+        progress; with ``base`` (an older manifest held here) changed chunks may come as
+        deltas against it."""
         total = sum(manifest.unique_hashes().values())
         done = [total - sum(missing.values())]
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        for digest in missing:
-            queue.put_nowait(digest)
+        opts = self.options
+        batches = deque(plan_batches(manifest, missing, base=base, has=self.store.has,
+                                     max_bytes=opts.batch_limit, max_chunks=opts.batch_chunks))
 
         def report() -> None:
             if progress is not None:
                 progress(Progress(manifest.id, done[0], total))
 
+        def stored(digest: str) -> None:
+            done[0] += missing[digest]
+            report()
+
         async def worker(client: httpx.AsyncClient) -> None:
-            while not queue.empty():
-                digest = queue.get_nowait()
-                await self.chunk(client, digest)
-                done[0] += missing[digest]
-                report()
+            while batches:
+                await self._batch(client, manifest, batches.popleft(), stored)
 
         report()
         async with self.client() as client:
-            workers = min(self.options.parallel, max(1, len(missing)))
+            workers = min(opts.parallel, max(1, len(batches)))
             await _all([worker(client) for _ in range(workers)])
+
+    async def _batch(self, client: httpx.AsyncClient, manifest: Manifest, batch: Batch,
+                     stored: Callable[[str], None]) -> None:
+        """Fetch one batch, asking again for what has not arrived until all has."""
+        remaining = dict.fromkeys(batch.hashes)
+        use = [batch.base]
+        before = [len(remaining)]
+
+        async def once() -> None:
+            before[0] = len(remaining)
+            try:
+                await self._post_batch(client, manifest, use[0], remaining, stored)
+            except IntegrityError:
+                use[0] = None  # a delta went wrong: ask for whole chunks from now on
+                raise
+            finally:
+                await asyncio.to_thread(self.store.flush)
+            if remaining:
+                raise _Retryable(f"{len(remaining)} chunks of a batch did not arrive")
+
+        await self._retrying(f"{len(batch.hashes)} chunks", once,
+                             progressed=lambda: len(remaining) < before[0])
+
+    async def _post_batch(self, client: httpx.AsyncClient, manifest: Manifest,
+                          base: Manifest | None, remaining: dict[str, None],
+                          stored: Callable[[str], None]) -> None:
+        body: dict[str, object] = {"hashes": list(remaining)}
+        if base is not None:
+            body.update(manifest=manifest.id, base=base.id)
+        refs = first_refs(manifest) if base is not None else {}
+        reader = FrameReader()
+        async with client.stream("POST", "chunks/batch", json=body) as response:
+            _check_status(response, f"a batch of {len(remaining)} chunks")
+            async for part in response.aiter_raw():
+                if self._bucket is not None:
+                    await self._bucket.take(len(part))
+                for frame in reader.feed(part):
+                    if frame.hash in remaining:
+                        await asyncio.to_thread(self._keep, frame, refs, base)
+                        del remaining[frame.hash]
+                        stored(frame.hash)
+
+    def _keep(self, frame: Frame, refs: dict[str, ChunkRef], base: Manifest | None) -> None:
+        """Check and store one received frame (durable at the batch's flush)."""
+        if frame.kind is FrameKind.PLAIN:
+            self.store.put_compressed(frame.hash, frame.payload, sync=False)
+            return
+        if base is None or frame.hash not in refs:
+            raise IntegrityError(f"chunk {frame.hash} came as a delta that was not asked for")
+        try:
+            parts = [self.store.get(b.hash) for b in delta_bases(refs[frame.hash], base)]
+        except NotFound as exc:
+            raise IntegrityError(f"a base of chunk {frame.hash} is gone") from exc
+        self.store.put(frame.hash, decode_chunk(frame.hash, frame.payload, parts), sync=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Chunks asked for in one request, and the base their deltas are made against."""
+
+    hashes: tuple[str, ...]
+    base: Manifest | None
+
+
+def plan_batches(manifest: Manifest, missing: dict[str, int], *, base: Manifest | None,
+                 has: Callable[[str], bool], max_bytes: int, max_chunks: int) -> list[Batch]:
+    """Group ``missing`` (in image order) into batches of at most ``max_bytes`` and
+    ``max_chunks``; chunks whose delta bases are all held here go in batches with ``base``."""
+    refs = first_refs(manifest) if base is not None else {}
+    groups: dict[bool, list[str]] = {True: [], False: []}
+    for digest in missing:
+        bases = delta_bases(refs[digest], base) if base is not None and digest in refs else ()
+        groups[bool(bases) and all(has(b.hash) for b in bases)].append(digest)
+    batches: list[Batch] = []
+    for with_base, hashes in groups.items():
+        size, current = 0, list[str]()
+        for digest in hashes:
+            if current and (size + missing[digest] > max_bytes or len(current) >= max_chunks):
+                batches.append(Batch(tuple(current), base if with_base else None))
+                size, current = 0, []
+            current.append(digest)
+            size += missing[digest]
+        if current:
+            batches.append(Batch(tuple(current), base if with_base else None))
+    return batches
 
 
 async def _all(jobs: list[Coroutine[None, None, None]]) -> None:

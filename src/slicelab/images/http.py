@@ -5,28 +5,51 @@ Chunks and manifests are immutable and named by their hash, so they are served w
 travel as one zstd frame (``application/zstd``); manifests as canonical JSON, zstd-encoded
 when the client accepts it.  ``GET /manifests/{id}?base={older id}`` sends the manifest
 compressed against an older one the client holds (header ``X-Slicelab-Manifest-Base``
-says the base was used; without it the reply is the plain manifest).  Errors are raised
-from :mod:`slicelab.domain.errors`.
+says the base was used; without it the reply is the plain manifest).
+
+``POST /chunks/batch`` ``{hashes, manifest?, base?}`` streams many chunks in one response
+(:mod:`slicelab.images.frames`), each as its stored zstd frame, never recompressed; with
+``manifest`` (the image the chunks belong to) and ``base`` (an older manifest the client
+holds) a chunk goes as a delta against the base chunks at its place
+(:mod:`slicelab.images.delta`) when that is smaller.  Errors are raised from
+:mod:`slicelab.domain.errors`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Annotated
 
 import zstandard
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from slicelab.domain.errors import PayloadTooLarge
-from slicelab.images.manifest import BASE_HEADER, MAX_CHUNK, MAX_MANIFEST_BYTES, encode_delta
+from slicelab.domain.errors import NotFound, PayloadTooLarge
+from slicelab.images.delta import delta_bases, encode_chunk, first_refs
+from slicelab.images.errors import IntegrityError
+from slicelab.images.frames import BATCH_TYPE, FrameKind, pack_frame
+from slicelab.images.manifest import (
+    BASE_HEADER,
+    MAX_CHUNK,
+    MAX_MANIFEST_BYTES,
+    ChunkRef,
+    Manifest,
+    encode_delta,
+)
 from slicelab.images.store import CatalogEntry, ImageStore, UploadStatus
 
-__all__ = ["IMMUTABLE", "ZSTD", "make_router"]
+__all__ = ["IMMUTABLE", "MAX_BATCH", "ZSTD", "make_router"]
 
 ZSTD = "application/zstd"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _MAX_FRAME = MAX_CHUNK + MAX_CHUNK // 64 + 1024
+MAX_BATCH = 4096
+_FLUSH = 256 * 1024
+_Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Served = Callable[[str], None]
 
 
 class ImageOut(BaseModel):
@@ -44,6 +67,12 @@ class UploadOut(BaseModel):
 
 class HashList(BaseModel):
     hashes: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1_000_000)
+
+
+class BatchIn(BaseModel):
+    hashes: list[_Hash] = Field(min_length=1, max_length=MAX_BATCH)
+    manifest: _Hash | None = None
+    base: _Hash | None = None
 
 
 class Deprecation(BaseModel):
@@ -81,12 +110,14 @@ def _immutable(etag: str) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": IMMUTABLE}
 
 
-def make_router(store: ImageStore) -> APIRouter:
-    """Routes for images, manifests, chunks and uploads over ``store``."""
+def make_router(store: ImageStore, *, served: Served | None = None) -> APIRouter:
+    """Routes for images, manifests, chunks and uploads over ``store``; ``served`` (for
+    metrics and tests) hears the hash of every chunk a batch sends."""
     router = APIRouter(tags=["images"])
     _catalog_routes(router, store)
     _manifest_routes(router, store)
     _chunk_routes(router, store)
+    _batch_routes(router, _Batcher(store, served or (lambda _: None)))
     _upload_routes(router, store)
     return router
 
@@ -167,6 +198,63 @@ def _chunk_routes(router: APIRouter, store: ImageStore) -> None:
     @router.post("/chunks/missing")
     def missing_chunks(body: HashList) -> dict[str, list[str]]:
         return {"missing": store.missing(body.hashes)}
+
+
+class _Batcher:
+    """Frames for a chunk batch: stored frames as they are, or deltas where smaller."""
+
+    def __init__(self, store: ImageStore, served: Served) -> None:
+        self.chunks = store.chunks
+        self._served = served
+        self.manifest = lru_cache(maxsize=16)(self._manifest)
+
+    def _manifest(self, manifest_id: str) -> tuple[Manifest, dict[str, ChunkRef]]:
+        manifest = self.chunks.get_manifest(manifest_id)
+        return manifest, first_refs(manifest)
+
+    def check(self, body: BatchIn) -> None:
+        absent = [h for h in body.hashes if not self.chunks.has(h)]
+        if absent:
+            raise NotFound(f"no chunk {absent[0]} (and {len(absent) - 1} more)", field="hashes")
+
+    def _bases(self, body: BatchIn) -> Callable[[str], tuple[ChunkRef, ...]]:
+        if body.manifest is None or body.base is None or body.base == body.manifest:
+            return lambda _: ()
+        if not (self.chunks.has_manifest(body.manifest) and self.chunks.has_manifest(body.base)):
+            return lambda _: ()
+        refs, old = self.manifest(body.manifest)[1], self.manifest(body.base)[0]
+        return lambda digest: delta_bases(refs[digest], old) if digest in refs else ()
+
+    def frame(self, digest: str, bases: tuple[ChunkRef, ...]) -> bytes:
+        stored = self.chunks.get_compressed(digest)
+        if bases and all(self.chunks.has(b.hash) for b in bases):
+            parts = [self.chunks.get(b.hash) for b in bases]
+            delta = encode_chunk(self.chunks.get(digest), parts)
+            if len(delta) < len(stored):
+                return pack_frame(FrameKind.DELTA, digest, delta)
+        return pack_frame(FrameKind.PLAIN, digest, stored)
+
+    def stream(self, body: BatchIn) -> Iterator[bytes]:
+        bases = self._bases(body)
+        out = bytearray()
+        for digest in dict.fromkeys(body.hashes):
+            try:
+                out += self.frame(digest, bases(digest))
+            except (NotFound, IntegrityError):
+                continue  # gone or damaged since the check: the client asks again
+            self._served(digest)
+            if len(out) >= _FLUSH:
+                yield bytes(out)
+                out.clear()
+        if out:
+            yield bytes(out)
+
+
+def _batch_routes(router: APIRouter, batcher: _Batcher) -> None:
+    @router.post("/chunks/batch")
+    def chunk_batch(body: BatchIn) -> StreamingResponse:
+        batcher.check(body)
+        return StreamingResponse(batcher.stream(body), media_type=BATCH_TYPE)
 
 
 def _upload_routes(router: APIRouter, store: ImageStore) -> None:

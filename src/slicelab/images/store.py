@@ -9,11 +9,16 @@ Layout under the store root::
     tmp/                      files being written (renamed into place when complete)
 
 Every file is written to ``tmp/``, fsynced, renamed into place and its directory fsynced,
-so a crash leaves either the old state or the new one.  Every read is verified.
+so a crash leaves either the old state or the new one.  Every read is verified.  Chunks
+fetched in a batch may be written with ``sync=False`` and made durable together by
+:meth:`ChunkStore.flush` (one ``syncfs``): they are still renamed into place only when
+whole and verified, a power cut loses at most the chunks since the last flush, and a chunk
+damaged by one fails its check on the next read and is fetched again.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
@@ -71,6 +76,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _syncfs(path: Path) -> None:
+    """Flush the file system holding ``path`` (``syncfs(2)``; ``sync(2)`` where missing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if not hasattr(libc, "syncfs") or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 def _check_hash(value: str) -> None:
     if not is_hash(value):
         raise InvalidInput(f"not a chunk hash: {value!r}", field="hash")
@@ -99,24 +115,31 @@ class ChunkStore:
     def has(self, digest: str) -> bool:
         return self.chunk_path(digest).exists()
 
-    def put(self, digest: str, data: bytes) -> int:
-        """Store raw chunk bytes under their hash; returns the stored (compressed) size."""
+    def put(self, digest: str, data: bytes, *, sync: bool = True) -> int:
+        """Store raw chunk bytes under their hash; returns the stored (compressed) size.
+
+        ``sync=False`` leaves durability to a later :meth:`flush`."""
         if hash_bytes(data) != digest:
             raise IntegrityError(f"chunk bytes do not hash to {digest}")
         blob = zstandard.ZstdCompressor(level=self._level).compress(data)
-        return self._write(digest, blob)
+        return self._write(digest, blob, sync=sync)
 
-    def put_compressed(self, digest: str, blob: bytes) -> int:
+    def put_compressed(self, digest: str, blob: bytes, *, sync: bool = True) -> int:
         """Store a zstd frame after checking that it decompresses to bytes with this hash."""
         self._decode(digest, blob)
-        return self._write(digest, blob)
+        return self._write(digest, blob, sync=sync)
 
-    def _write(self, digest: str, blob: bytes) -> int:
+    def _write(self, digest: str, blob: bytes, *, sync: bool) -> int:
         path = self.chunk_path(digest)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
-            atomic_write(path, blob, tmp_dir=self.tmp, durable=self.durable)
+            atomic_write(path, blob, tmp_dir=self.tmp, durable=self.durable and sync)
         return len(blob)
+
+    def flush(self) -> None:
+        """Make every chunk written with ``sync=False`` durable (one file system sync)."""
+        if self.durable:
+            _syncfs(self.root)
 
     @staticmethod
     def _decode(digest: str, blob: bytes) -> bytes:
@@ -385,14 +408,32 @@ class ImageStore:
         with self._lock:
             done = [uid for uid, waiting in self._waiting.items()
                     if digest in waiting and len(waiting) == 1]
-            for waiting in self._waiting.values():
-                waiting.discard(digest)
+            for upload_id, waiting in self._waiting.items():
+                if digest in waiting:
+                    waiting.discard(digest)
+                    (self._uploads / f"{upload_id}.json").touch(exist_ok=True)
             for upload_id in done:
                 self._finish(upload_id)
         return stored
 
     def missing(self, hashes: list[str]) -> list[str]:
         return [h for h in hashes if not self.chunks.has(h)]
+
+    def pending_uploads(self) -> list[str]:
+        """Ids of uploads begun and not complete."""
+        return sorted(p.stem for p in self._uploads.glob("*.json"))
+
+    def expire_uploads(self, *, before: float) -> list[str]:
+        """Forget uploads last begun, resumed or sent a chunk before ``before`` (Unix time)
+        and still not complete; their chunks go at the next garbage collection."""
+        gone: list[str] = []
+        with self._lock:
+            for path in self._uploads.glob("*.json"):
+                if path.stat().st_mtime < before:
+                    path.unlink(missing_ok=True)
+                    self._waiting.pop(path.stem, None)
+                    gone.append(path.stem)
+        return sorted(gone)
 
     def delete_image(self, name: str, version: str) -> CatalogEntry:
         entry = self.catalog.remove(name, version)

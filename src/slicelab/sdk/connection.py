@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from slicelab import __version__
 from slicelab.domain.errors import InvalidInput, SlicelabError, Unavailable
+from slicelab.domain.placement import Diagnosis, PlacementFailed
 
 from .problems import raise_for_problem
 
@@ -56,12 +57,23 @@ class Connection:
         self, method: str, path: str, *, json: Any = None, params: Params | None = None
     ) -> Any:
         """Send one request; return the decoded JSON body (None when there is none)."""
+        return self._send(method, path, params=params, json=json)
+
+    def send(
+        self, method: str, path: str, *, content: bytes, content_type: str,
+        params: Params | None = None,
+    ) -> Any:
+        """Send a raw body (an RSpec as ``application/xml``); return the decoded JSON answer."""
+        return self._send(method, path, params=params, content=content,
+                          headers={"Content-Type": content_type})
+
+    def _send(self, method: str, path: str, *, params: Params | None, **body: Any) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = self._http.request(method, path, json=json, params=query)
+            response = self._http.request(method, path, params=query, **body)
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach slicelab at {self.url}: {_reason(exc)}") from exc
-        raise_for_problem(response)
+        _raise_for_problem(response)
         return _body(response, self.url)
 
     def get(self, model: type[M], path: str, *, params: Params | None = None) -> M:
@@ -96,6 +108,28 @@ def parse(model: type[M], data: Any) -> M:
         raise SlicelabError(
             f"unexpected {model.__name__} from the server ({where}: {first['msg']})"
         ) from exc
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    """Raise the error ``response`` stands for; a placement's ``diagnosis`` member comes back
+    as :class:`~slicelab.domain.placement.PlacementFailed` carrying it."""
+    if response.is_success:
+        return
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    found = body.get("diagnosis") if isinstance(body, dict) else None
+    if response.status_code == 409 and isinstance(found, dict):
+        try:
+            diagnosis = Diagnosis.from_dict(found)
+        except (KeyError, TypeError, ValueError):
+            diagnosis = None
+        if diagnosis is not None:
+            field = body.get("field") if isinstance(body, dict) else None
+            raise PlacementFailed(diagnosis, field=field if isinstance(field, str) else None)
+    raise_for_problem(response)
 
 
 def _check_url(url: str) -> str:

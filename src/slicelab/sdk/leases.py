@@ -13,15 +13,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel
 
-from slicelab.domain.errors import InvalidInput, Unavailable
+from slicelab.domain.errors import InvalidInput
 
 from .client import Client
 from .connection import parse
 from .nodes import SliceStatus
-from .problems import raise_for_problem
 
 __all__ = ["Allocated", "Lease", "LeaseSliver", "Leases", "Renewed", "Slot"]
 
@@ -88,13 +86,8 @@ class Leases:
         self._conn = client._conn  # the SDK's connection, shared
 
     def _xml(self, path: str, rspec: bytes, params: dict[str, str]) -> Any:
-        try:
-            response = self._conn._http.post(path, content=rspec, params=params,
-                                             headers={"Content-Type": "application/xml"})
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach slicelab at {self._conn.url}: {exc}") from exc
-        raise_for_problem(response)
-        return response.json()
+        return self._conn.send("POST", path, content=rspec, content_type="application/xml",
+                               params=params)
 
     def allocate(self, ref: str, *, topology: dict[str, Any] | None = None,
                  rspec: bytes | None = None, start: datetime | None = None,

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from slicelab.domain.errors import NotFound
+from slicelab.domain.errors import NotFound, SlicelabError
 from slicelab.domain.names import split_slice_ref
 
 from .connection import Connection, parse
@@ -29,7 +29,11 @@ __all__ = [
     "ExecResult",
     "Image",
     "Node",
+    "NodeResources",
+    "ResourcesView",
     "Site",
+    "SiteResources",
+    "Sizes",
     "SliceStatus",
     "SliverStatus",
 ]
@@ -85,6 +89,7 @@ class SliverStatus(_Model):
     addresses: tuple[str, ...] = ()
     ssh: dict[str, Any] | None = None
     ssh_command: str | None = None
+    expires: datetime | None = None
 
     @property
     def settled(self) -> bool:
@@ -111,6 +116,46 @@ class SliceStatus(_Model):
                 return item
         raise NotFound(f"slice {self.project}/{self.slice} has no node {client_id!r}",
                        field="node")
+
+
+class Sizes(_Model):
+    cores: float
+    memory_mib: int
+    disk_gib: int
+    devices: dict[str, int] = {}
+
+
+class NodeResources(_Model):
+    """One node in :meth:`AggregateMethods.resources`: capacity, and what is free over the
+    window (nothing when the node is not available)."""
+
+    name: str
+    id: str
+    urn: str
+    boot_state: str
+    health: str
+    last_seen: datetime | None = None
+    available: bool
+    capacity: Sizes
+    free: Sizes
+    uplink_mbps: int | None = None
+
+
+class SiteResources(_Model):
+    name: str
+    node_count: int
+    up: int
+    capacity: Sizes
+    free: Sizes
+    nodes: tuple[NodeResources, ...] = ()
+
+
+class ResourcesView(_Model):
+    """What is free per site and node over ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+    sites: tuple[SiteResources, ...] = ()
 
 
 class ExecResult(_Model):
@@ -154,6 +199,21 @@ class AggregateMethods:
 
     def set_node_state(self, name: str, state: str) -> Node:
         return self._conn.post(Node, f"/nodes/{_seg(name)}/state", json={"state": state})
+
+    def resources(self, *, start: datetime | None = None, until: datetime | None = None,
+                  site: str | None = None) -> ResourcesView:
+        """What every node has and what is free now (or over ``[start, until)``), per site."""
+        params = {"from": start.isoformat() if start else None,
+                  "until": until.isoformat() if until else None, "site": site}
+        return self._conn.get(ResourcesView, "/resources", params=params)
+
+    def advertisement(self) -> dict[str, Any]:
+        """The advertisement as JSON (``generated``, ``aggregate_urn``, ``nodes``, ``links``);
+        :func:`slicelab.services.inventory.advertisement_from_json` reads it."""
+        body = self._conn.call("GET", "/advertisement")
+        if not isinstance(body, dict) or "nodes" not in body:
+            raise SlicelabError("unexpected advertisement from the server (no 'nodes')")
+        return body
 
     # -- images ---------------------------------------------------------------------------
 

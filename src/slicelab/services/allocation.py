@@ -17,7 +17,7 @@ from typing import Any
 
 from slicelab.domain.calendar import Window
 from slicelab.domain.errors import InvalidInput
-from slicelab.domain.roles import Caller
+from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.domain.topology import Topology
 from slicelab.rspec import (
     Allocation,
@@ -37,7 +37,6 @@ from slicelab.store.uow import UnitOfWork
 from .audit import utcnow
 from .leases import HARDWARE_TYPES, LeaseWindow, find_slot, lease_window
 from .provisioning import AggregateContext
-from .sites import AggregateOperation, authorize_aggregate
 from .topology_apply import ALLOCATED, parse_topology, slice_for, with_defaults, write_topology
 
 __all__ = [
@@ -50,7 +49,7 @@ __all__ = [
     "read_request",
 ]
 
-OP = AggregateOperation
+OP = Operation
 
 
 def aggregate_offer(ctx: AggregateContext, images: Iterable[str]) -> Offer:
@@ -92,7 +91,7 @@ def allocate(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: st
              data: Any, *, when: LeaseWindow, offer: Offer | None = None,
              node_names: dict[str, str] | None = None) -> Allocated:
     """Allocate the request ``data`` in slice ``project/name`` for the window ``when``."""
-    item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    item = slice_for(uow, caller, OP.SLICE_ALLOCATE, project, name)
     request = read_request(data, offer=offer)
     window = lease_window(when, now=utcnow(), item=item)
     rows, _ = write_topology(uow, ctx, item, request.topology, state=ALLOCATED, window=window,
@@ -147,7 +146,7 @@ def earliest_slot(uow: UnitOfWork, caller: Caller, data: Any, *, duration: timed
                   offer: Offer | None = None) -> Slot:
     """The earliest window of ``duration`` (from ``after``, else now) where the request fits,
     starting within ``horizon``; raise the diagnosis of the first window when none does."""
-    authorize_aggregate(OP.NODE_LIST, caller)
+    authorize(OP.RESOURCES_READ, caller)
     request = read_request(data, offer=offer)
     now = utcnow()
     earliest = max(after or now, now)

@@ -14,7 +14,8 @@ Who may do what (checked by :func:`authorize_images`):
 
 ``rm`` deprecates every version of a name; a deprecated version is deleted (and its
 chunks collected) once no live sliver uses the name: at once when none does, else by
-:meth:`ImageService.collect` (run on every ``rm`` and ``list``, and by the sweeper).
+:meth:`ImageService.collect` (run on every ``rm`` and by the sweeper).  The sweeper's
+collection also forgets uploads that made no progress for :data:`UPLOAD_TTL` seconds.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from slicelab.store.uow import UnitOfWork
 __all__ = [
     "BUILDERS",
     "KINDS",
+    "UPLOAD_TTL",
     "ImageInfo",
     "ImageService",
     "authorize_images",
@@ -54,6 +56,7 @@ Kind = Literal["image", "file"]
 KINDS: tuple[Kind, ...] = ("image", "file")
 _WRITERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.PI})
 _READERS = _WRITERS | {Role.MEMBER, Role.NODE}
+UPLOAD_TTL = 24 * 3600.0
 _DEBIAN_SUITE = "bookworm"
 _DEBIAN_MIRROR = "http://deb.debian.org/debian"
 _APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -244,13 +247,18 @@ class ImageService:
         except NotFound:
             return []
 
-    def collect(self, *, in_use: Collection[str]) -> int:
-        """Delete deprecated versions of names no live sliver uses; then unused chunks."""
+    def collect(self, *, in_use: Collection[str], upload_ttl: float | None = None) -> int:
+        """Delete deprecated versions of names no live sliver uses and, with ``upload_ttl``,
+        uploads idle that long; then the chunks nothing uses (returns how many)."""
+        deleted = 0
         for entry in self.store.catalog.entries():
             if entry.deprecated and entry.name not in in_use:
                 self.store.delete_image(entry.name, entry.version)
                 self._meta.forget(entry.name, entry.version)
-        return self.store.collect_garbage()
+                deleted += 1
+        if upload_ttl is not None:
+            deleted += len(self.store.expire_uploads(before=self._clock() - upload_ttl))
+        return self.store.collect_garbage() if deleted or upload_ttl is None else 0
 
 
 def images_in_use(uow: UnitOfWork, *, now: datetime) -> set[str]:

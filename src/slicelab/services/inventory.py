@@ -29,7 +29,7 @@ from slicelab.domain.errors import InvalidInput
 from slicelab.domain.inventory import Host
 from slicelab.domain.nodes import Node
 from slicelab.domain.resources import Resources
-from slicelab.domain.roles import Caller
+from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.rspec import ImageOffer, InventoryInterface, InventoryLink, InventoryNode, Offer
 from slicelab.rspec import Inventory as AdInventory
 from slicelab.store.inventory import CapacityRow
@@ -37,7 +37,6 @@ from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
 from .heartbeats import DEFAULT_INTERVAL, DEFAULT_MISSED, Health, health_of
-from .sites import AggregateOperation, authorize_aggregate
 
 __all__ = [
     "NodeResources",
@@ -135,7 +134,7 @@ def resources_view(uow: UnitOfWork, caller: Caller, *, start: datetime | None = 
                    end: datetime | None = None, site: str | None = None,
                    now: datetime | None = None) -> tuple[Window, list[SiteResources]]:
     """Every node per site with what is free over ``[start, end)`` (default: now)."""
-    authorize_aggregate(AggregateOperation.NODE_LIST, caller)
+    authorize(Operation.RESOURCES_READ, caller)
     now = now or utcnow()
     window = _window(start, end, now)
     if site is not None:
@@ -254,7 +253,9 @@ def index_nodes(uow: UnitOfWork, node_ids: Collection[str] | None = None, *,
     """
     now = now or utcnow()
     wanted = None if node_ids is None else set(node_ids)
-    found = [n for n in uow.aggregate.nodes.list() if wanted is None or n.id in wanted]
+    if wanted is not None and not wanted:
+        return 0
+    found = uow.aggregate.nodes.list() if wanted is None else uow.aggregate.nodes.by_ids(wanted)
     site_ids = uow.inventory.site_ids()
     booked: dict[str, list[Booking]] = {}
     for b in uow.leases.leases.overlapping(Window(now, ALL_TIME.end),

@@ -32,6 +32,7 @@ from slicelab.store.leases import ACTIVE, LeaseRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
+from .inventory import index_nodes
 
 __all__ = [
     "HARDWARE_TYPES",
@@ -302,6 +303,7 @@ def _renew(uow: UnitOfWork, item: Slice, lease: LeaseRow, renewal: Renewal,
         _check_policy(uow, item, _demand_of(item, own, hosts, granted), hosts, now=now,
                       without=lease.id)
     uow.leases.leases.set_end(lease.id, granted.end)
+    index_nodes(uow, node_ids, now=now)
     return granted
 
 

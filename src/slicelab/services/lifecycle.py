@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from slicelab.domain.errors import IllegalTransition, NotFound
-from slicelab.domain.roles import Caller
+from slicelab.domain.roles import Caller, Operation
 from slicelab.domain.slices import Slice
 from slicelab.domain.slivers import (
     AllocationEvent,
@@ -30,12 +30,11 @@ from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
 from .provisioning import AggregateContext, refresh_desired
-from .sites import AggregateOperation
 from .topology_apply import release_slice, slice_for
 
 __all__ = ["Action", "delete_slivers", "operate", "provision", "provision_rows", "state_of"]
 
-OP = AggregateOperation
+OP = Operation
 
 
 class Action(StrEnum):
@@ -92,7 +91,7 @@ def provision(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: s
     """Provision the slice's allocated slivers; those of a lease not yet begun are provisioned
     (and started) by the sweep at its start."""
     now = now or utcnow()
-    item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    item = slice_for(uow, caller, OP.SLIVER_OPERATE, project, name)
     rows = _slivers(uow, item)
     for row in rows:
         _moved(row, lambda s: s.on(AllocationEvent.PROVISION))
@@ -114,7 +113,7 @@ def provision(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: s
 def operate(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str, name: str,
             action: Action, *, client_ids: list[str] | None = None) -> list[SliverRow]:
     """Start, stop or restart the slice's slivers (all, or those named)."""
-    item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    item = slice_for(uow, caller, OP.SLIVER_OPERATE, project, name)
     rows = _chosen(_slivers(uow, item), client_ids)
     event = _EVENTS[action]
     changed_rows = []

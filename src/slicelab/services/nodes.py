@@ -13,14 +13,15 @@ from typing import Any
 
 from slicelab.domain.errors import AuthenticationFailed, Conflict
 from slicelab.domain.names import NODE_NAME, check_name
-from slicelab.domain.nodes import Inventory, Node, node_urn, operator_event
-from slicelab.domain.roles import Caller
+from slicelab.domain.nodes import BootState, Inventory, Node, node_urn, operator_event
+from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.identity.nodekey import NodeAuthenticationFailed, NonceCache, new_key, verify
 from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory
 
 from .audit import utcnow
+from .inventory import index_nodes
 from .provisioning import AggregateContext, refresh_desired
-from .sites import AggregateOperation, authorize_aggregate, hash_token
+from .sites import hash_token
 
 __all__ = [
     "authenticate",
@@ -31,7 +32,7 @@ __all__ = [
     "set_node_state",
 ]
 
-OP = AggregateOperation
+OP = Operation
 
 
 def name_from_hostname(hostname: str) -> str:
@@ -71,6 +72,7 @@ def enroll(uow: UnitOfWork, ctx: AggregateContext, *, token: str, hostname: str,
         raise AuthenticationFailed("this enrollment token was used already", field="token")
     uow.aggregate.nodes.add(node, sealed_key=ctx.keybox.seal(key), created=now)
     refresh_desired(uow, ctx, [node.id], now=now)
+    index_nodes(uow, [node.id], now=now)
     uow.commit()
     return node, key
 
@@ -82,7 +84,10 @@ def _count_failure(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, node_i
             return
         failed = node.auth_failed(limit=ctx.failure_limit)
         uow.aggregate.nodes.save(failed)
-        changed = refresh_desired(uow, ctx, None) if failed.boot_state != node.boot_state else []
+        changed = []
+        if failed.boot_state != node.boot_state:
+            changed = refresh_desired(uow, ctx, None)
+            index_nodes(uow, [node_id])
         uow.commit()
     if changed:
         ctx.notify(changed)
@@ -108,13 +113,29 @@ def authenticate(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, nonces: 
     raise failure
 
 
+def _steady(node: Node) -> bool:
+    """A heartbeat changes nothing but ``last_seen``: not new, no failures to reset."""
+    return node.boot_state is not BootState.NEW and node.auth_failures == 0
+
+
 def _heartbeat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
+    """Note that the node was seen: batched for a steady node, else written here (its boot
+    state or failure count changes with it)."""
+    now = utcnow()
+    if ctx.heartbeats is not None:
+        node = uow.aggregate.nodes.find(node_id)
+        if node is not None and _steady(node):
+            ctx.heartbeats.record(node_id, now)
+            return replace(node, last_seen=now)
     node = uow.aggregate.nodes.find(node_id, lock=True)
     if node is None:
         raise NodeAuthenticationFailed("unknown", "no such node", node_id=node_id)
-    seen = node.seen(utcnow())
+    seen = node.seen(now)
     uow.aggregate.nodes.save(seen)
-    changed = refresh_desired(uow, ctx, [node_id]) if seen.boot_state != node.boot_state else []
+    changed = []
+    if seen.boot_state != node.boot_state:
+        changed = refresh_desired(uow, ctx, [node_id])
+        index_nodes(uow, [node_id], now=now)
     uow.commit()
     if changed:
         ctx.notify(changed)
@@ -122,24 +143,25 @@ def _heartbeat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
 
 
 def list_nodes(uow: UnitOfWork, caller: Caller) -> list[Node]:
-    authorize_aggregate(OP.NODE_LIST, caller)
+    authorize(OP.NODE_LIST, caller)
     return uow.aggregate.nodes.list()
 
 
 def get_node(uow: UnitOfWork, caller: Caller, name: str) -> Node:
-    authorize_aggregate(OP.NODE_READ, caller)
+    authorize(OP.NODE_READ, caller)
     return uow.aggregate.nodes.by_name(name)
 
 
 def set_node_state(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, name: str, *,
                    state: str) -> Node:
     """An operator's move of ``name`` to boot state ``state`` (the table decides)."""
-    authorize_aggregate(OP.NODE_SET_STATE, caller)
+    authorize(OP.NODE_SET_STATE, caller)
     node = uow.aggregate.nodes.by_name(name, lock=True)
     moved = node.on(operator_event(state))
     moved = replace(moved, auth_failures=0)
     uow.aggregate.nodes.save(moved)
     changed = refresh_desired(uow, ctx, [node.id])
+    index_nodes(uow, [node.id])
     uow.commit()
     if changed:
         ctx.notify(changed)

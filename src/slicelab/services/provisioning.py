@@ -36,6 +36,8 @@ from slicelab.store.aggregate import CommandRow, DesiredRow, SliverRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
+from .heartbeats import HeartbeatBatcher
+from .inventory import index_nodes
 
 __all__ = [
     "REPORTED_OPERATIONAL",
@@ -111,7 +113,8 @@ def _unresolved(_name: str) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class AggregateContext:
-    """What the aggregate's services share: names, the key box, and the change notifier."""
+    """What the aggregate's services share: names, the key box, the change notifier and the
+    heartbeat batcher (None: every heartbeat is written in its request's transaction)."""
 
     authority: str
     keybox: KeyBox
@@ -119,6 +122,7 @@ class AggregateContext:
     notify: Notify = field(default=_ignore)
     failure_limit: int = AUTH_FAILURE_LIMIT
     resolve_image: ResolveImage = field(default=_unresolved)  # image/file name -> manifest id
+    heartbeats: HeartbeatBatcher | None = None  # steady nodes' heartbeats go here, batched
 
 
 def plan_from_row(row: SliverRow) -> SliverPlan:
@@ -132,7 +136,7 @@ def plan_from_row(row: SliverRow) -> SliverPlan:
         disk_gib=p["disk_gib"], first_port=p["control"]["first_port"],
         port_count=p["control"]["count"], pids_max=p["pids_max"], run=p["run"],
         restart_seq=p["restart_seq"], ssh_keys=tuple(p["ssh_keys"]), manifest=p["manifest"],
-        interfaces=interfaces,
+        interfaces=interfaces, expires=p.get("expires"),
         installs=tuple(InstallPlan(i["url"], i["path"]) for i in p.get("install", ())))
 
 
@@ -258,6 +262,8 @@ def record_report(uow: UnitOfWork, ctx: AggregateContext, node: Node,
     _apply_link_reports(uow, node, list(actual.get("links") or []))
     moved = (updated.boot_state, updated.host_ip) != (node.boot_state, node.host_ip)
     changed = refresh_desired(uow, ctx, None if moved else [node.id])
+    if "inventory" in actual or updated.boot_state != node.boot_state:
+        index_nodes(uow, [node.id])
     uow.commit()
     if changed:
         ctx.notify(changed)

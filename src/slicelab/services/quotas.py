@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from slicelab.domain.errors import InvalidInput
 from slicelab.domain.quotas import ProjectQuota
-from slicelab.domain.roles import Caller
+from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.store.leases import SitePolicy
 from slicelab.store.uow import UnitOfWork
 
-from .sites import AggregateOperation, authorize_aggregate
-
 __all__ = ["get_quota", "get_site_policy", "set_quota", "set_site_policy"]
 
-OP = AggregateOperation
-_STAFF_OP = OP.SITE_CREATE  # admitted: admin, operator
-_READ_OP = OP.NODE_LIST     # admitted: every member
+OP = Operation
 
 
 def _non_negative(values: dict[str, float | int | None]) -> None:
@@ -28,13 +24,13 @@ def _non_negative(values: dict[str, float | int | None]) -> None:
 
 
 def get_quota(uow: UnitOfWork, caller: Caller, project: str) -> ProjectQuota:
-    authorize_aggregate(_READ_OP, caller)
+    authorize(OP.QUOTA_READ, caller)
     uow.projects.get(project)
     return uow.leases.quotas.get(project)
 
 
 def set_quota(uow: UnitOfWork, caller: Caller, project: str, quota: ProjectQuota) -> ProjectQuota:
-    authorize_aggregate(_STAFF_OP, caller)
+    authorize(OP.QUOTA_SET, caller)
     _non_negative({"cores": quota.cores, "memory_mib": quota.memory_mib,
                    "slivers": quota.slivers, "concurrent_leases": quota.concurrent_leases})
     for name, span in (("longest_lease", quota.longest_lease), ("book_ahead", quota.book_ahead)):
@@ -46,13 +42,13 @@ def set_quota(uow: UnitOfWork, caller: Caller, project: str, quota: ProjectQuota
 
 
 def get_site_policy(uow: UnitOfWork, caller: Caller, site: str) -> SitePolicy:
-    authorize_aggregate(_READ_OP, caller)
+    authorize(OP.LIMITS_READ, caller)
     return uow.leases.site_limits.get(site)
 
 
 def set_site_policy(uow: UnitOfWork, caller: Caller, site: str,
                     policy: SitePolicy) -> SitePolicy:
-    authorize_aggregate(_STAFF_OP, caller)
+    authorize(OP.LIMITS_SET, caller)
     limits = policy.limits
     _non_negative({"slivers_per_slice": limits.slivers_per_slice,
                    "cores_per_sliver": limits.cores_per_sliver,

@@ -1,30 +1,27 @@
-"""Sites and enrollment tokens; who may run the aggregate's operations.
+"""Sites and enrollment tokens.
 
-An enrollment token is one-time and expiring; only its SHA-256 is stored. The permission table
-for the aggregate's operations lives here and is checked with the clearinghouse's roles.
+An enrollment token is one-time and expiring; only its SHA-256 is stored. Who may run the
+aggregate's operations is decided by :func:`slicelab.domain.roles.authorize` from the one
+permission table there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from slicelab.domain.errors import AuthenticationFailed, Conflict, PermissionDenied
+from slicelab.domain.errors import Conflict
 from slicelab.domain.names import NODE_NAME, check_name
 from slicelab.domain.nodes import Site, site_urn
-from slicelab.domain.roles import Caller, Role, Scope, Target, roles_of
+from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
 
 __all__ = [
-    "AGGREGATE_PERMISSIONS",
     "ENROLLMENT_TTL",
     "AggregateOperation",
-    "authorize_aggregate",
     "create_enrollment",
     "create_site",
     "hash_token",
@@ -34,52 +31,9 @@ __all__ = [
 ENROLLMENT_TTL = timedelta(hours=1)
 
 
-class AggregateOperation(StrEnum):
-    SITE_CREATE = "site.create"
-    SITE_LIST = "site.list"
-    NODE_ENROLL = "node.enroll"
-    NODE_LIST = "node.list"
-    NODE_READ = "node.read"
-    NODE_SET_STATE = "node.set_state"
-    IMAGE_BUILD = "image.build"
-    IMAGE_LIST = "image.list"
-    SLICE_APPLY = "slice.apply"
-    SLICE_STATUS = "slice.status"
-    SLIVER_EXEC = "sliver.exec"
-
-
-R, OP = Role, AggregateOperation
-_STAFF = frozenset({R.ADMIN, R.OPERATOR})
-_IN_PROJECT = frozenset({R.ADMIN, R.PI, R.MEMBER})
-
-AGGREGATE_PERMISSIONS: Mapping[AggregateOperation, tuple[frozenset[Role], Scope]] = {
-    OP.SITE_CREATE: (_STAFF, Scope.PLATFORM),
-    OP.SITE_LIST: (frozenset({R.MEMBER}), Scope.PLATFORM),
-    OP.NODE_ENROLL: (_STAFF, Scope.PLATFORM),
-    OP.NODE_LIST: (frozenset({R.MEMBER}), Scope.PLATFORM),
-    OP.NODE_READ: (frozenset({R.MEMBER}), Scope.PLATFORM),
-    OP.NODE_SET_STATE: (_STAFF, Scope.PLATFORM),
-    OP.IMAGE_BUILD: (_STAFF, Scope.PLATFORM),
-    OP.IMAGE_LIST: (frozenset({R.MEMBER}), Scope.PLATFORM),
-    OP.SLICE_APPLY: (_IN_PROJECT, Scope.PROJECT),
-    OP.SLICE_STATUS: (_IN_PROJECT | {R.OPERATOR}, Scope.PROJECT),
-    OP.SLIVER_EXEC: (_IN_PROJECT, Scope.PROJECT),
-}
-
-
-def authorize_aggregate(operation: AggregateOperation, caller: Caller,
-                        target: Target | None = None) -> None:
-    """Raise unless ``caller`` holds a role the table admits for ``operation``."""
-    admitted, scope = AGGREGATE_PERMISSIONS[operation]
-    project = target.project if target else None
-    if admitted & roles_of(caller, scope, project):
-        return
-    if caller.member is None:
-        raise AuthenticationFailed("no credentials: send 'Authorization: Bearer <token>'",
-                                   field="Authorization")
-    where = f" in project {project.name!r}" if project else ""
-    raise PermissionDenied(f"{operation.value}: {caller.name!r} is not allowed{where}; "
-                           f"admits {', '.join(sorted(admitted))}")
+# The aggregate's operations are in the one permission table of slicelab.domain.roles; this
+# name stays for callers that still say ``AggregateOperation.X``.
+AggregateOperation = Operation
 
 
 def hash_token(token: str) -> str:
@@ -87,7 +41,7 @@ def hash_token(token: str) -> str:
 
 
 def create_site(uow: UnitOfWork, caller: Caller, *, name: str, authority: str) -> Site:
-    authorize_aggregate(OP.SITE_CREATE, caller)
+    authorize(Operation.SITE_CREATE, caller)
     site = Site(name=name, urn=site_urn(authority, name), created=utcnow())
     site = uow.aggregate.sites.add(site)
     uow.commit()
@@ -95,7 +49,7 @@ def create_site(uow: UnitOfWork, caller: Caller, *, name: str, authority: str) -
 
 
 def list_sites(uow: UnitOfWork, caller: Caller) -> list[Site]:
-    authorize_aggregate(OP.SITE_LIST, caller)
+    authorize(Operation.SITE_LIST, caller)
     return uow.aggregate.sites.list()
 
 
@@ -103,7 +57,7 @@ def create_enrollment(uow: UnitOfWork, caller: Caller, site: str, *,
                       node_name: str | None = None,
                       ttl: timedelta = ENROLLMENT_TTL) -> tuple[str, datetime]:
     """A fresh one-time token for a node of ``site``; returns it with its expiry."""
-    authorize_aggregate(OP.NODE_ENROLL, caller)
+    authorize(Operation.NODE_ENROLL, caller)
     if node_name is not None:
         check_name(NODE_NAME, node_name, field="name")
         if uow.aggregate.nodes.name_taken(node_name):

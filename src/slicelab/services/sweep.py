@@ -7,7 +7,10 @@ One pass (:func:`sweep`, with the time passed in so that tests drive it):
 * leases allocated but never provisioned for :attr:`SweepPolicy.unprovisioned_ttl` expire;
 * advance reservations whose provision was asked for are provisioned and started at their
   start, so they appear in desired state from then on;
-* relayed commands nobody answered for :attr:`SweepPolicy.command_ttl` are abandoned.
+* relayed commands nobody answered for :attr:`SweepPolicy.command_ttl` are abandoned;
+* with an image service, deprecated images no live sliver uses any more are deleted,
+  uploads idle for :attr:`SweepPolicy.upload_ttl` forgotten, and unused chunks collected
+  (:func:`collect_images`).
 
 :class:`Sweeper` runs passes on an interval in a thread of its own; ``stop`` ends it.
 """
@@ -23,10 +26,12 @@ from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory
 
 from .audit import utcnow
+from .images import UPLOAD_TTL, ImageService, images_in_use
+from .inventory import index_nodes
 from .lifecycle import provision_rows
 from .provisioning import AggregateContext, abandon_command, refresh_desired
 
-__all__ = ["SweepPolicy", "SweepReport", "Sweeper", "end_lease", "sweep"]
+__all__ = ["SweepPolicy", "SweepReport", "Sweeper", "collect_images", "end_lease", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 class SweepPolicy:
     unprovisioned_ttl: timedelta = timedelta(minutes=10)
     command_ttl: timedelta = timedelta(minutes=15)
+    upload_ttl: timedelta = timedelta(seconds=UPLOAD_TTL)
 
 
 @dataclass(slots=True)
@@ -43,17 +49,20 @@ class SweepReport:
     unprovisioned: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    chunks_collected: int = 0
 
 
 def end_lease(uow: UnitOfWork, lease: LeaseRow) -> set[str]:
     """Remove the lease's slivers and their links and end it; return the nodes touched."""
-    sliver_ids = {b.sliver for b in uow.leases.leases.bookings_of([lease.id]) if b.sliver}
+    booked = uow.leases.leases.bookings_of([lease.id])
+    sliver_ids = {b.sliver for b in booked if b.sliver}
     rows = uow.aggregate.slivers.by_ids(sliver_ids)
     links = [lk.id for lk in uow.aggregate.links.of_slice(lease.slice_id)
              if sliver_ids & set(lk.sliver_ids)]
     uow.aggregate.links.delete(links)
     uow.aggregate.slivers.delete([r.id for r in rows])
     uow.leases.leases.end(lease.id)
+    index_nodes(uow, {b.host_id for b in booked})
     return {r.node_id for r in rows}
 
 
@@ -99,13 +108,24 @@ def sweep(uow: UnitOfWork, ctx: AggregateContext, *, now: datetime | None = None
     return report
 
 
+def collect_images(uow: UnitOfWork, images: ImageService, *, now: datetime,
+                   policy: SweepPolicy | None = None) -> int:
+    """Delete what no live sliver needs from the image store; returns chunks collected."""
+    policy = policy or SweepPolicy()
+    return images.collect(in_use=images_in_use(uow, now=now),
+                          upload_ttl=policy.upload_ttl.total_seconds())
+
+
 class Sweeper:
-    """Runs :func:`sweep` every ``interval`` seconds in a daemon thread until stopped."""
+    """Runs :func:`sweep` (and :func:`collect_images` when given ``images``) every
+    ``interval`` seconds in a daemon thread until stopped."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, ctx: AggregateContext, *,
-                 interval: float, policy: SweepPolicy | None = None) -> None:
+                 interval: float, policy: SweepPolicy | None = None,
+                 images: ImageService | None = None) -> None:
         self._uow_factory, self._ctx, self._interval = uow_factory, ctx, interval
         self._policy = policy or SweepPolicy()
+        self._images = images
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slicelab-sweep", daemon=True)
 
@@ -119,7 +139,12 @@ class Sweeper:
 
     def once(self) -> SweepReport:
         with self._uow_factory() as uow:
-            return sweep(uow, self._ctx, policy=self._policy)
+            report = sweep(uow, self._ctx, policy=self._policy)
+        if self._images is not None:
+            with self._uow_factory() as uow:
+                report.chunks_collected = collect_images(uow, self._images, now=utcnow(),
+                                                         policy=self._policy)
+        return report
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

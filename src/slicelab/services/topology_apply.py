@@ -33,7 +33,16 @@ from slicelab.domain.calendar import Window
 from slicelab.domain.desired import InstallPlan, SliverInterface, SliverPlan, sliver_hostname
 from slicelab.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from slicelab.domain.resources import Resources
-from slicelab.domain.roles import Caller, Role, Scope, Target, roles_of
+from slicelab.domain.roles import (
+    SLICE_READS,
+    Caller,
+    Operation,
+    Role,
+    Scope,
+    Target,
+    authorize,
+    roles_of,
+)
 from slicelab.domain.slices import Slice
 from slicelab.domain.slivers import (
     AllocationEvent,
@@ -48,9 +57,9 @@ from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
+from .inventory import index_nodes
 from .leases import LeaseWindow, book_lease, lease_window
 from .provisioning import AggregateContext, plan_from_row, refresh_desired
-from .sites import AggregateOperation, authorize_aggregate
 
 __all__ = [
     "ALLOCATED",
@@ -71,7 +80,7 @@ DEFAULT_CPU_MILLI = 1000
 DEFAULT_MEMORY_MIB = 256
 DEFAULT_DISK_GIB = 1
 MAX_EXEC_TIMEOUT = 600.0
-OP = AggregateOperation
+OP = Operation
 
 
 # -- the topology JSON ----------------------------------------------------------------------
@@ -104,13 +113,13 @@ def _link_json(topology: Topology, link: LinkRequest) -> dict[str, Any]:
 
 # -- access ---------------------------------------------------------------------------------
 
-def slice_for(uow: UnitOfWork, caller: Caller, op: AggregateOperation, project: str,
+def slice_for(uow: UnitOfWork, caller: Caller, op: Operation, project: str,
                name: str) -> Slice:
     target = Target(project=uow.projects.get(project))
-    authorize_aggregate(op, caller, target)
+    authorize(op, caller, target)
     item = uow.slices.get(project, name)
     roles = roles_of(caller, Scope.PROJECT, target.project)
-    if op is not OP.SLICE_STATUS and not roles & {Role.ADMIN, Role.PI} \
+    if op not in SLICE_READS and not roles & {Role.ADMIN, Role.PI} \
             and caller.name not in item.members:
         raise PermissionDenied(f"{op.value}: {caller.name!r} is not a member of slice "
                                f"{project}/{name}")
@@ -343,7 +352,9 @@ def write_topology(uow: UnitOfWork, ctx: AggregateContext, item: Slice, topology
                                 if lk.id not in {x.id for x in links}])
     rows = _write_slivers(uow, ctx, plan, links)
     _write_links(uow, _sid(item), links, {r.client_id: r.id for r in rows})
-    return rows, {r.node_id for r in existing} | {r.node_id for r in rows}
+    touched = {r.node_id for r in existing} | {r.node_id for r in rows}
+    index_nodes(uow, touched)
+    return rows, touched
 
 
 def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
@@ -373,6 +384,7 @@ def release_slice(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, projec
     uow.aggregate.links.delete([lk.id for lk in uow.aggregate.links.of_slice(_sid(item))])
     uow.aggregate.slivers.delete([r.id for r in existing])
     changed = refresh_desired(uow, ctx, {r.node_id for r in existing})
+    index_nodes(uow, {r.node_id for r in existing})
     uow.commit()
     ctx.notify(changed)
 

@@ -77,6 +77,26 @@ class InventoryRepository(Repository):
         if devices:
             self.connection.execute(insert(node_devices), devices)
 
+    def set_free(self, rows: Sequence[CapacityRow]) -> None:
+        """Update what is free of nodes already in the index (one statement per table)."""
+        if not rows:
+            return
+        nc = node_capacity.c
+        self.connection.execute(
+            update(node_capacity).where(nc.node_id == bindparam("k_id"))
+            .values(free_cpu_milli=bindparam("k_cpu"), free_memory_mib=bindparam("k_mem"),
+                    free_disk_gib=bindparam("k_disk"), available=bindparam("k_up")),
+            [{"k_id": r.node_id, "k_cpu": r.free.cpu_milli, "k_mem": r.free.memory_mib,
+              "k_disk": r.free.disk_gib, "k_up": r.available} for r in rows])
+        devices = [{"k_id": d["node_id"], "k_dev": d["device"], "k_free": d["free"]}
+                   for r in rows for d in _device_values(r)]
+        if devices:
+            nd = node_devices.c
+            self.connection.execute(
+                update(node_devices).where(nd.node_id == bindparam("k_id"),
+                                           nd.device == bindparam("k_dev"))
+                .values(free=bindparam("k_free")), devices)
+
     def remove(self, node_ids: Collection[str]) -> None:
         ids = list(node_ids)
         if ids:

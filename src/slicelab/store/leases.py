@@ -8,7 +8,7 @@ window in question (index on host and time). The migration ``0003_leases`` build
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,6 +175,16 @@ class LeaseRepository(Repository):
         if rows:
             self.connection.execute(bookings.insert(), rows)
 
+    def add_many(self, items: Sequence[tuple[LeaseRow, Sequence[Booking]]]) -> None:
+        """Insert several leases with their bookings: one statement for all leases, one for
+        all bookings (group commit of concurrent placements)."""
+        if not items:
+            return
+        self.connection.execute(leases.insert(), [_lease_values(lease) for lease, _ in items])
+        rows = [_booking_values(b) for _, group in items for b in group]
+        if rows:
+            self.connection.execute(bookings.insert(), rows)
+
     def get(self, lease_id: str) -> LeaseRow:
         row = self.connection.execute(_lease_query().where(leases.c.id == lease_id)).first()
         if row is None:
@@ -253,6 +263,12 @@ class LeaseRepository(Repository):
         query = select(bookings.c.sliver_id, bookings.c.lease_id).where(
             bookings.c.sliver_id.in_(list(sliver_ids)))
         return {r.sliver_id: r.lease_id for r in self.connection.execute(query)}
+
+
+def _lease_values(lease: LeaseRow) -> dict[str, Any]:
+    return {"id": lease.id, "slice_id": lease.slice_id, "start": lease.window.start,
+            "end": lease.window.end, "state": lease.state, "provision": lease.provision,
+            "created": lease.created}
 
 
 def _booking_values(b: Booking) -> dict[str, Any]:

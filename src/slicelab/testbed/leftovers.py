@@ -37,11 +37,13 @@ class Recorded:
     mounts: frozenset[str] = field(default=frozenset())
     nft_tables: frozenset[tuple[str, str]] = field(default=frozenset())  # (netns, table)
     processes: frozenset[tuple[int, int]] = field(default=frozenset())  # (pid, start)
+    shared_cgroups: frozenset[str] = field(default=frozenset())  # left while others use them
 
     def merge(self, other: Recorded) -> Recorded:
         return Recorded(self.netns | other.netns, self.links | other.links,
                         self.cgroups | other.cgroups, self.mounts | other.mounts,
-                        self.nft_tables | other.nft_tables, self.processes | other.processes)
+                        self.nft_tables | other.nft_tables, self.processes | other.processes,
+                        self.shared_cgroups | other.shared_cgroups)
 
     def count(self) -> int:
         return sum(len(getattr(self, name)) for name in
@@ -59,16 +61,25 @@ def _ledger_rows(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
     return [(str(k), str(n), json.loads(d)) for k, n, d in rows]
 
 
+def _in_use(shared: Path) -> bool:
+    """A shared parent cgroup (``.../slicelab``) that other agents' slivers still use
+    (the last agent out removes it)."""
+    return shared.is_dir() and any(p.is_dir() for p in shared.iterdir())
+
+
 def _from_ledger(path: Path, host_ns: str) -> Recorded:
     found: dict[str, set[Any]] = {k: set() for k in
-                                  ("netns", "links", "cgroups", "mounts", "nft", "procs")}
+                                  ("netns", "links", "cgroups", "mounts", "nft", "procs",
+                                            "shared")}
     for kind, name, data in _ledger_rows(path):
         if kind == "netns":
             found["netns"].add(name)
         elif kind == "link" and "ifindex" in data:
             found["links"].add((data.get("ns") or host_ns, int(data["ifindex"]), name))
-        elif kind in ("cgroup", "shared-cgroup"):
+        elif kind == "cgroup":
             found["cgroups"].add(name)
+        elif kind == "shared-cgroup":
+            found["shared"].add(name)
         elif kind == "mount":
             found["mounts"].add(name)
         elif kind == "nft-table":
@@ -77,7 +88,8 @@ def _from_ledger(path: Path, host_ns: str) -> Recorded:
             found["procs"].add((int(data["pid"]), int(data.get("start") or 0)))
     return Recorded(frozenset(found["netns"]), frozenset(found["links"]),
                     frozenset(found["cgroups"]), frozenset(found["mounts"]),
-                    frozenset(found["nft"]), frozenset(found["procs"]))
+                    frozenset(found["nft"]), frozenset(found["procs"]),
+                    frozenset(found["shared"]))
 
 
 def recorded(base_dir: Path) -> Recorded:
@@ -155,6 +167,8 @@ def leftovers(what: Recorded) -> list[str]:
         found += [f"link {name} (ifindex {i}, netns {ns or '-'})"
                   for i, name in sorted(_links_present(ns, wanted))]
     found += [f"cgroup {c}" for c in sorted(what.cgroups) if Path(c).exists()]
+    found += [f"cgroup {c} (empty)" for c in sorted(what.shared_cgroups)
+              if Path(c).is_dir() and not _in_use(Path(c))]
     found += [f"mount {m}" for m in sorted(what.mounts & _mount_points())]
     for ns, table in sorted(what.nft_tables):
         if table in _tables(ns):

@@ -12,7 +12,8 @@ from slicelab.images.fetch import FetchOptions, Progress, RetryPolicy
 
 def main() -> None:
     root, url, image, rate = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    options = FetchOptions(parallel=1, rate=rate, burst=16 * 1024,
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 256
+    options = FetchOptions(parallel=1, rate=rate, burst=16 * 1024, batch_chunks=batch,
                            retry=RetryPolicy(base_delay=0.05, max_delay=0.5))
     cache = ImageCache(Path(root), base_url=url, quota=Quota(1 << 30), options=options)
 

@@ -23,9 +23,11 @@ __all__ = ["FaultProxy", "ImageServer", "make_app", "make_tree"]
 
 
 def make_app(store: ImageStore, hits: collections.Counter[str]) -> FastAPI:
-    """The router under /api/v1, errors as problem+json, chunk GETs counted in ``hits``."""
+    """The router under /api/v1, errors as problem+json, chunks sent (by GET or in a
+    batch) counted in ``hits``."""
     app = FastAPI()
-    app.include_router(make_router(store), prefix="/api/v1")
+    app.include_router(make_router(store, served=lambda digest: hits.update([digest])),
+                       prefix="/api/v1")
 
     @app.exception_handler(SlicelabError)
     async def problem(_: Request, exc: SlicelabError) -> JSONResponse:

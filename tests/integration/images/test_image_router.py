@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from images_harness import make_app
 
 from slicelab.images.chunker import ChunkParams
+from slicelab.images.delta import decode_chunk, delta_bases, first_refs
+from slicelab.images.frames import BATCH_TYPE, Frame, FrameKind, FrameReader
 from slicelab.images.http import IMMUTABLE, ZSTD
 from slicelab.images.manifest import BASE_HEADER, Manifest, build_manifest, decode_delta
 from slicelab.images.store import ImageStore
@@ -124,3 +126,51 @@ def test_manifest_as_delta_against_an_older_one(client: TestClient) -> None:
                          headers={"Accept-Encoding": "identity"})
     assert BASE_HEADER not in unknown.headers
     assert unknown.content == new.to_json()
+
+
+def _frames(body: bytes) -> list[Frame]:
+    reader = FrameReader()
+    frames = reader.feed(body)
+    assert reader.pending == 0
+    return frames
+
+
+def test_a_batch_streams_stored_frames(client: TestClient) -> None:
+    manifest, pieces = _image(7)
+    _upload(client, manifest, pieces)
+    wanted = list(manifest.unique_hashes())
+    response = client.post("chunks/batch", json={"hashes": wanted})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == BATCH_TYPE
+    frames = _frames(response.content)
+    assert [f.hash for f in frames] == wanted
+    assert all(f.kind is FrameKind.PLAIN for f in frames)
+    for frame in frames:
+        raw = zstandard.ZstdDecompressor().decompress(frame.payload)
+        assert raw == pieces[frame.hash]
+
+
+def test_a_batch_sends_changed_chunks_as_deltas_against_the_base(client: TestClient) -> None:
+    old, old_pieces = _image(8)
+    _upload(client, old, old_pieces)
+    data = bytearray(b"".join(old_pieces[r.hash] for r in old.chunks))
+    data[30_000:30_100] = bytes(100)
+    new = build_manifest(io.BytesIO(bytes(data)), name="rootfs", version="2", params=SMALL)
+    new_pieces = {r.hash: bytes(data[r.offset:r.offset + r.length]) for r in new.chunks}
+    _upload(client, new, new_pieces)
+    changed = [h for h in new.unique_hashes() if h not in old.unique_hashes()]
+    body = {"hashes": changed, "manifest": new.id, "base": old.id}
+    frames = _frames(client.post("chunks/batch", json=body).content)
+    assert {f.hash for f in frames} == set(changed)
+    deltas = [f for f in frames if f.kind is FrameKind.DELTA]
+    assert deltas and sum(len(f.payload) for f in deltas) < 1000
+    refs = first_refs(new)
+    for frame in deltas:
+        parts = [old_pieces[b.hash] for b in delta_bases(refs[frame.hash], old)]
+        assert decode_chunk(frame.hash, frame.payload, parts) == new_pieces[frame.hash]
+
+
+def test_a_batch_naming_an_absent_chunk_is_refused(client: TestClient) -> None:
+    assert client.post("chunks/batch", json={"hashes": ["0" * 64]}).status_code == 404
+    assert client.post("chunks/batch", json={"hashes": ["xyz"]}).status_code == 422
+    assert client.post("chunks/batch", json={"hashes": []}).status_code == 422

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -79,8 +80,9 @@ class NodeRuntime:
     # slivers ------------------------------------------------------------------
     def ensure_sliver(self, spec: SliverSpec) -> SliverStatus:
         owner = _sliver(spec.sliver_id)
-        digest = spec_digest(spec)
+        digest = spec_digest(replace(spec, files=()))  # new identity files need no rebuild
         if self.ledger.owner_digest(owner) == digest and self._intact(spec.sliver_id):
+            self._write_files(spec)
             if self.status(spec.sliver_id).state is not SliverState.RUNNING:
                 self.start(spec.sliver_id)
             return self.status(spec.sliver_id)
@@ -330,6 +332,13 @@ class NodeRuntime:
             mount_overlay(lower=spec.image_dir, upper=base / "upper", work=base / "work",
                           target=merged)
         return merged
+
+    def _write_files(self, spec: SliverSpec) -> None:
+        root = self.state_dir / "slivers" / spec.sliver_id / "root"
+        for name, text in spec.files:
+            target = root / "etc/slicelab" / name
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
 
     def _write_identity(self, spec: SliverSpec, root: Path) -> None:
         (root / "etc/hostname").write_text(spec.hostname + "\n")

@@ -96,6 +96,7 @@ class SliverOut(BaseModel):
     addresses: list[str]
     ssh: dict[str, Any] | None
     ssh_command: str | None
+    expires: datetime | None = None
 
     @classmethod
     def of(cls, s: SliverStatus) -> SliverOut:
@@ -103,7 +104,8 @@ class SliverOut(BaseModel):
         return cls(client_id=s.client_id, sliver_id=s.sliver_id, urn=s.urn, node=s.node,
                    hostname=s.hostname, allocation_state=s.allocation_state,
                    operational_state=s.operational_state, state=s.state, error=s.error,
-                   addresses=list(s.addresses), ssh=ssh, ssh_command=s.ssh_command)
+                   addresses=list(s.addresses), ssh=ssh, ssh_command=s.ssh_command,
+                   expires=datetime.fromisoformat(s.expires) if s.expires else None)
 
 
 class SliceStatusOut(BaseModel):

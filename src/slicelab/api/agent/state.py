@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from slicelab.domain.errors import AuthenticationFailed
 from slicelab.domain.roles import Caller
 from slicelab.identity.nodekey import NonceCache
+from slicelab.services.heartbeats import HeartbeatBatcher, SqlHeartbeatSink
 from slicelab.services.images import image_resolver
 from slicelab.services.provisioning import AggregateContext, KeyBox
 from slicelab.services.tokens import authenticate
@@ -29,6 +30,7 @@ __all__ = [
     "data_dir",
     "install_aggregate",
     "make_state",
+    "stop_heartbeats",
 ]
 
 DATA_DIR_ENV = "SLICELAB_DATA_DIR"
@@ -58,14 +60,25 @@ def data_dir(settings: Settings) -> Path:
 
 def make_state(settings: Settings, uow_factory: UnitOfWorkFactory, *,
                root: Path | None = None, domain: str = "slicelab.test") -> AggregateState:
+    """The aggregate's shared state; its heartbeat batcher is started here and stopped with
+    the app (:func:`install_aggregate`)."""
     root = root or data_dir(settings)
     notifier = ChangeNotifier()
+    heartbeats = HeartbeatBatcher(SqlHeartbeatSink(uow_factory))
+    heartbeats.start()
     ctx = AggregateContext(authority=settings.authority, domain=domain,
                            keybox=KeyBox.from_file(root / "aggregate.secret"),
                            notify=notifier.notify,
-                           resolve_image=image_resolver(root / "imagestore"))
+                           resolve_image=image_resolver(root / "imagestore"),
+                           heartbeats=heartbeats)
     return AggregateState(ctx=ctx, notifier=notifier, nonces=NonceCache(),
                           images=ImageRegistry(root / "images"), uow_factory=uow_factory)
+
+
+def stop_heartbeats(state: AggregateState) -> None:
+    """Stop the heartbeat batcher and write what it still holds."""
+    if state.ctx.heartbeats is not None:
+        state.ctx.heartbeats.stop()
 
 
 def aggregate_state(request: Request) -> AggregateState:
@@ -95,6 +108,7 @@ def install_aggregate(app: FastAPI, settings: Settings, uow_factory: UnitOfWorkF
     from . import channel, operators, slices
 
     app.state.aggregate = state or make_state(settings, uow_factory)
+    app.router.on_shutdown.append(lambda: stop_heartbeats(app.state.aggregate))
     install_images(app, api=api)  # first: its /images routes replace the tar-image ones
     for router in (operators.router, slices.router):
         api.include_router(router)

@@ -3,7 +3,8 @@
 ``POST .../allocate`` takes a JSON topology (``{"topology": ..., "start", "end",
 "duration"}``) or a request RSpec (``Content-Type: application/xml``, with ``start``,
 ``end`` and ``duration`` as query parameters). A request that cannot be placed answers 409
-with the diagnosis in ``detail`` and, structured, in the extension member ``diagnosis``.
+with the diagnosis in ``detail`` and, structured, in the extension member ``diagnosis`` (as
+every refusal of placement does, see :mod:`slicelab.api.problems`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slicelab.domain.errors import InvalidInput
-from slicelab.domain.placement import PlacementFailed
 from slicelab.services import allocation as alloc
 from slicelab.services import lifecycle
 from slicelab.services.leases import LeaseWindow, parse_duration
@@ -28,11 +27,9 @@ from slicelab.store.leases import LeaseRow
 from ..agent.models import SliceStatusOut, SliverOut
 from ..agent.state import AggregateState, aggregate_state
 from ..deps import CallerDep, UowDep
-from ..problems import PROBLEM_TYPE, problem_response
 from .models import ProjectName, SliceName
 
-__all__ = ["AllocateIn", "AllocatedOut", "LeaseOut", "SlotIn", "SlotOut", "placement_problem",
-           "router"]
+__all__ = ["AllocateIn", "AllocatedOut", "LeaseOut", "SlotIn", "SlotOut", "router"]
 
 router = APIRouter(tags=["allocation"])
 StateDep = Annotated[AggregateState, Depends(aggregate_state)]
@@ -40,7 +37,6 @@ ProjectPath = Annotated[ProjectName, Path()]
 SlicePath = Annotated[SliceName, Path()]
 Span = Annotated[str, Field(max_length=32, examples=["2h", "90m", "1d"])]
 XML_TYPES = ("application/xml", "text/xml", "application/rspec+xml")
-T = TypeVar("T")
 
 
 class LeaseOut(BaseModel):
@@ -82,20 +78,6 @@ class SlotOut(BaseModel):
     start: datetime
     end: datetime
     hosts: dict[str, str]
-
-
-def placement_problem(exc: PlacementFailed) -> JSONResponse:
-    """409 problem+json with the diagnosis as the extension member ``diagnosis``."""
-    base = problem_response(exc.status, exc.title, exc.message, field=exc.field)
-    body = {**json.loads(bytes(base.body)), "diagnosis": exc.diagnosis.as_dict()}
-    return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_TYPE)
-
-
-def _placing(work: Callable[[], T]) -> T | JSONResponse:
-    try:
-        return work()
-    except PlacementFailed as exc:
-        return placement_problem(exc)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -147,10 +129,7 @@ async def allocate(project: ProjectPath, name: SlicePath, request: Request, uow:
         data, start, end, duration = body.topology, body.start, body.end, body.duration
     when = _window(start, end, duration)
     offer = alloc.aggregate_offer(state.ctx, [i.name for i in state.images.list()])
-    done = _placing(lambda: alloc.allocate(uow, state.ctx, caller, project, name, data,
-                                           when=when, offer=offer))
-    if isinstance(done, JSONResponse):
-        return done
+    done = alloc.allocate(uow, state.ctx, caller, project, name, data, when=when, offer=offer)
     manifest = done.manifest.decode() if done.manifest else None
     return AllocatedOut(lease=LeaseOut.of(done.lease), manifest=manifest,
                         status=_status(uow, caller, project, name))

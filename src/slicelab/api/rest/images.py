@@ -9,8 +9,9 @@ Under ``/api/v1`` (bearer token):
   ``PUT /chunks/{hash}`` sends a chunk, ``GET /uploads/{id}`` says what is still missing,
   ``DELETE /images/{name}`` deprecates a name (deleted once no live sliver uses it)
   (admins, operators and PIs);
-* ``GET /manifests/{id}``, ``GET|HEAD /chunks/{hash}``, ``POST /chunks/missing``: the
-  content-addressed store itself (:func:`slicelab.images.http.make_router`);
+* ``GET /manifests/{id}``, ``GET|HEAD /chunks/{hash}``, ``POST /chunks/missing``,
+  ``POST /chunks/batch`` (many chunks in one streamed response): the content-addressed
+  store itself (:func:`slicelab.images.http.make_router`);
 * ``GET /nodes/{name}/images``: a node's image cache as its agent last reported it.
 
 Under ``/agent/v1/store`` (signed by the node key): the same store, read only, and
@@ -51,6 +52,7 @@ __all__ = ["IMAGE_DIR", "STORE_PREFIX", "image_service", "install_images"]
 STORE_PREFIX = "/agent/v1/store"
 IMAGE_DIR = "imagestore"
 _READS = frozenset({"GET", "HEAD"})
+_READING_POSTS = ("/chunks/missing", "/chunks/batch")
 
 
 def image_service(request: Request) -> ImageService:
@@ -96,12 +98,12 @@ class NodeCacheOut(BaseModel):
 
 
 def _by_method(request: Request, caller: BriefCaller) -> None:
-    write = request.method not in _READS and not request.url.path.endswith("/chunks/missing")
+    write = request.method not in _READS and not request.url.path.endswith(_READING_POSTS)
     authorize_images(caller, write=write)
 
 
 def _node_reads(request: Request, node: NodeDep) -> Node:
-    if request.method not in _READS:
+    if request.method not in _READS and not request.url.path.endswith(_READING_POSTS):
         raise PermissionDenied("nodes may only read the image store")
     return node
 

@@ -1,13 +1,13 @@
 """Leases over REST: list a slice's leases with each sliver's expiry, renew them, and the
 quotas and site limits that bound them; plus the server's lease sweep.
 
-The sweep runs every ``$SLICELAB_SWEEP_INTERVAL`` seconds (default 30; 0 turns it off) in a
-thread started with the app and stopped with it (:func:`install_sweeper`).
+The sweep runs every :attr:`slicelab.settings.Settings.sweep_interval` seconds (default 30; 0
+turns it off; ``$SLICELAB_SWEEP_INTERVAL`` overrides it) in a thread started with the app and
+stopped with it (:func:`install_sweeper`).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slicelab.domain.inventory import SiteLimits
 from slicelab.domain.quotas import ProjectQuota
+from slicelab.domain.roles import Operation
 from slicelab.services import quotas as quota_service
 from slicelab.services.leases import Renewal, parse_duration, renew_lease
-from slicelab.services.sites import AggregateOperation
 from slicelab.services.sweep import Sweeper
 from slicelab.services.topology_apply import slice_for
+from slicelab.settings import Settings
 from slicelab.store.leases import SitePolicy
 
 from ..agent.models import SiteName
@@ -29,7 +30,7 @@ from ..deps import CallerDep, UowDep
 from .allocation import LeaseOut
 from .models import ProjectName, SliceName
 
-__all__ = ["SWEEP_INTERVAL_ENV", "QuotaIO", "RenewIn", "SiteLimitsIO", "install_sweeper",
+__all__ = ["QuotaIO", "RenewIn", "SiteLimitsIO", "install_sweeper",
            "router"]
 
 router = APIRouter(tags=["leases"])
@@ -37,8 +38,7 @@ ProjectPath = Annotated[ProjectName, Path()]
 SlicePath = Annotated[SliceName, Path()]
 SiteParam = Annotated[SiteName, Path()]
 Span = Annotated[str, Field(max_length=32, examples=["2h", "7d"])]
-SWEEP_INTERVAL_ENV = "SLICELAB_SWEEP_INTERVAL"
-OP = AggregateOperation
+OP = Operation
 
 
 class SliverLeaseOut(BaseModel):
@@ -79,7 +79,7 @@ class RenewedOut(BaseModel):
             summary="The slice's active leases, each sliver with its expiry")
 def leases(project: ProjectPath, name: SlicePath, uow: UowDep,
            caller: CallerDep) -> list[SliceLeaseOut]:
-    item = slice_for(uow, caller, OP.SLICE_STATUS, project, name)
+    item = slice_for(uow, caller, OP.LEASE_LIST, project, name)
     assert item.id is not None
     rows = {r.id: r for r in uow.aggregate.slivers.of_slice(item.id)}
     out = []
@@ -97,7 +97,7 @@ def leases(project: ProjectPath, name: SlicePath, uow: UowDep,
              summary="Renew the slice's leases (or one): by a duration, until a time, or max")
 def renew(project: ProjectPath, name: SlicePath, body: RenewIn, uow: UowDep,
           caller: CallerDep) -> list[RenewedOut]:
-    item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    item = slice_for(uow, caller, OP.LEASE_RENEW, project, name)
     assert item.id is not None
     ids = [body.lease_id] if body.lease_id else [x.id for x in uow.leases.leases.of_slice(item.id)]
     renewal = Renewal(by=parse_duration(body.by, field="by") if body.by else None,
@@ -186,9 +186,11 @@ def put_limits(site: SiteParam, body: SiteLimitsIO, uow: UowDep,
 
 
 def install_sweeper(app: FastAPI, *, interval: float | None = None) -> None:
-    """Run the lease sweep while ``app`` runs (needs the aggregate state installed first)."""
+    """Run the lease sweep while ``app`` runs (needs the aggregate state installed first);
+    ``interval`` defaults to the app's ``settings.sweep_interval``."""
     if interval is None:
-        interval = float(os.environ.get(SWEEP_INTERVAL_ENV, "30"))
+        settings: Settings = app.state.settings
+        interval = settings.sweep_interval
     if interval <= 0:
         return
     holder: list[Sweeper] = []

@@ -20,11 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from slicelab.domain.errors import InvalidInput
 from slicelab.domain.resources import Resources
+from slicelab.domain.roles import Operation, authorize
 from slicelab.rspec import build_advertisement, validate_bytes
 from slicelab.rspec.document import MAX_RSPEC_BYTES
 from slicelab.services import inventory as service
 from slicelab.services.audit import utcnow
-from slicelab.services.sites import AggregateOperation, authorize_aggregate
 
 from ..deps import CallerDep, SettingsDep, UowDep
 
@@ -136,7 +136,7 @@ def advertisement(request: Request, uow: UowDep, caller: CallerDep,
 @router.post("/rspec/validate", summary="Check an RSpec document without allocating",
              openapi_extra={"requestBody": {"content": {"application/xml": {}}}})
 async def validate(request: Request, caller: CallerDep, settings: SettingsDep) -> ValidationOut:
-    authorize_aggregate(AggregateOperation.NODE_LIST, caller)
+    authorize(Operation.RESOURCES_READ, caller)
     data = await request.body()
     report = await run_in_threadpool(validate_bytes, data,
                                      offer=service.aggregate_offer(settings.authority),
