@@ -1,10 +1,24 @@
 """A crash-safe record of every kernel object the agent makes.
 
-Write-ahead: :meth:`Ledger.step` records the intent (a committed, fsynced SQLite row)
-*before* the object is made, and marks it done with its id (ifindex, handle, pid) after.
-A ``kill -9`` at any moment therefore leaves at most one object whose id is not yet
-written, and its record names it well enough (by its agent-prefixed name, mount point,
-cgroup path or rule comment) for :func:`unwind` to find and remove it.
+Write-ahead: :meth:`Ledger.step` records the intent (a committed SQLite row) *before* the
+object is made, and marks it done with its id (ifindex, handle, pid) after. A ``kill -9``
+at any moment therefore leaves only objects whose intent is recorded; one whose id is not
+yet written is named well enough by its record (agent-prefixed name, mount point, cgroup
+path or rule comment) for :func:`unwind` to find and remove it.
+
+Grouping: inside :meth:`Ledger.transaction` the rows of many ``begin``/``finish`` calls are
+committed together when the block ends. A caller that makes objects in bulk records all
+their intents in one transaction, commits it, makes the objects, then marks them done in a
+second one; nothing is made while an intent is still uncommitted, so the write-ahead rule
+holds.
+
+Durability trade-off: the file is in WAL mode with ``synchronous=NORMAL``, so a commit is
+a write into the WAL without an fsync. That is durable across a crash of the agent process
+(``kill -9``, an exception, OOM), which is the failure the ledger is for: the data is in
+the kernel's page cache. After a power loss or kernel crash the last commits may be lost;
+then the kernel objects are gone too (network namespaces, links, qdiscs, nft rules,
+cgroups and mounts do not survive a reboot), and what does survive (files under the state
+dir) is found by its prefixed name on the next cleanup.
 
 Objects belong to an owner (``sliver:<id>``, ``link:<id>``, ``agent``). :func:`unwind`
 removes an owner's objects in reverse order of creation. A record whose ``parent`` is
@@ -66,21 +80,40 @@ Remover = Callable[[Record], None]
 
 
 class Ledger:
-    """The SQLite file ``<state_dir>/ledger.sqlite3`` (WAL, synchronous=FULL)."""
+    """The SQLite file ``<state_dir>/ledger.sqlite3`` (WAL, synchronous=NORMAL)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._depth = 0
 
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group every write in the block into one commit (nested blocks join the outer).
+
+        The block's rows are committed even when it raises: a recorded intent is never
+        harmful (its remover tolerates an object that was never made).
+        """
+        if self._depth == 0:
+            self._db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._db.execute("COMMIT")
+
     def begin(self, owner: str, kind: str, name: str, *, parent: int | None = None,
               data: Mapping[str, Any] | None = None) -> Record:
-        """Record the intent to make an object; durable when this returns."""
+        """Record the intent to make an object; durable when this returns (or, inside
+        :meth:`transaction`, when the transaction ends)."""
         payload = dict(data or {})
         cur = self._db.execute(
             "INSERT INTO objects (owner, kind, name, parent, data) VALUES (?, ?, ?, ?, ?)",
@@ -165,16 +198,17 @@ def unwind(ledger: Ledger, owner: str, removers: Mapping[str, Remover]) -> None:
     Every remover must be idempotent (an object already gone is fine). A record whose
     parent is in this owner is removed right after that parent.
     """
-    records = ledger.records(owner)
-    ids = {r.id for r in records}
-    children: dict[int, list[Record]] = {}
-    for record in records:
-        if record.parent in ids:
-            children.setdefault(record.parent, []).append(record)
-    for record in reversed(records):
-        if record.parent in ids:
-            continue
-        _remove_tree(ledger, record, children, removers)
+    with ledger.transaction():  # removals are idempotent: losing the forgets is harmless
+        records = ledger.records(owner)
+        ids = {r.id for r in records}
+        children: dict[int, list[Record]] = {}
+        for record in records:
+            if record.parent in ids:
+                children.setdefault(record.parent, []).append(record)
+        for record in reversed(records):
+            if record.parent in ids:
+                continue
+            _remove_tree(ledger, record, children, removers)
 
 
 def _remove_tree(ledger: Ledger, record: Record, children: Mapping[int, list[Record]],

@@ -6,6 +6,8 @@ Modules (import the one you need; nothing is re-exported here):
 * ``archive``  deterministic tar streams from directories and tarballs, safe extraction
 * ``manifest`` canonical JSON manifests; the image id is the manifest's hash
 * ``store``    zstd chunk files by hash, written atomically; catalog; resumable uploads
+* ``delta``    changed chunks compressed against the old chunks at their place
+* ``frames``   the wire format of a chunk batch (length-prefixed frames)
 * ``http``     ``make_router(store)``: the FastAPI router of the image server
 * ``fetch``    node-side HTTP fetching with retries, a bandwidth cap and progress
 * ``cache``    the node's image cache: fetch queue, materialization, garbage collection

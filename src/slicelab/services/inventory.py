@@ -255,7 +255,8 @@ def index_nodes(uow: UnitOfWork, node_ids: Collection[str] | None = None, *,
     wanted = None if node_ids is None else set(node_ids)
     if wanted is not None and not wanted:
         return 0
-    found = uow.aggregate.nodes.list() if wanted is None else uow.aggregate.nodes.by_ids(wanted)
+    found = list(uow.aggregate.nodes.list() if wanted is None
+                 else uow.aggregate.nodes.by_ids(wanted))
     site_ids = uow.inventory.site_ids()
     booked: dict[str, list[Booking]] = {}
     for b in uow.leases.leases.overlapping(Window(now, ALL_TIME.end),

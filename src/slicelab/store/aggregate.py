@@ -116,13 +116,14 @@ class NodeRepository(Repository):
     def list(self) -> list[Node]:
         return [_node(r) for r in self.connection.execute(_node_query())]
 
-    def by_ids(self, node_ids: Collection[str]) -> list[Node]:
+    def by_ids(self, node_ids: Collection[str]) -> tuple[Node, ...]:
         """The nodes of ``node_ids`` that exist, by name."""
-        ids, found = sorted(set(node_ids)), []
+        ids = sorted(set(node_ids))
+        found: dict[str, Node] = {}
         for start in range(0, len(ids), 500):
             query = _node_query().where(nodes.c.id.in_(ids[start:start + 500]))
-            found += [_node(r) for r in self.connection.execute(query)]
-        return sorted(found, key=lambda n: n.name)
+            found.update((r.id, _node(r)) for r in self.connection.execute(query))
+        return tuple(sorted(found.values(), key=lambda n: n.name))
 
     def lock_all(self) -> None:
         """Hold every node row until the transaction ends (PostgreSQL; SQLite's writes are

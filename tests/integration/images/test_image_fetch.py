@@ -39,7 +39,7 @@ def test_image_arrives_whole_through_drops_and_stalls(server: ImageServer, publi
                                                       tmp_path: Path) -> None:
     manifest = publish(seed=1)
     seen: list[Progress] = []
-    with FaultProxy(server.port, cut_min=150_000, cut_max=400_000, stall_chance=0.03,
+    with FaultProxy(server.port, cut_min=150_000, cut_max=400_000, stall_chance=0.05,
                     stall=0.8) as proxy:
         cache = _cache(tmp_path / "node", proxy.url, parallel=3, read_timeout=0.3)
         tree = asyncio.run(cache.materialize(manifest.id))

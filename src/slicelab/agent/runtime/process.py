@@ -1,27 +1,34 @@
 """Starting a sliver's init and running commands inside a sliver.
 
-Namespaces are entered with util-linux: ``nsenter --net=<netns>`` then
-``unshare --mount --uts --ipc --pid --fork --root=<rootfs>``, so the sliver's init
-(busybox init) is PID 1 of a new pid namespace, chrooted to the overlay root, in the
-network namespace made beforehand. :func:`run_inside` uses ``nsenter --target <init>``
-with every namespace plus ``--root``/``--wd``. Both go through
+:func:`start_init` forks twice (so the init is nobody's zombie) without starting a Python
+interpreter: the grandchild waits on a pipe until the parent has written its pid into
+every cgroup of the sliver, joins the sliver's network namespace (``setns``) and execs
+util-linux ``unshare --mount --uts --ipc --pid --fork --root=<rootfs>``, so the sliver's
+init (busybox init) is PID 1 of a new pid namespace, chrooted to the overlay root, and
+in its cgroups before its first instruction. :func:`run_inside` uses
+``nsenter --target <init>`` with every namespace plus ``--root``/``--wd``, through
 :mod:`slicelab.agent.runtime.enter` so the process is in the sliver's cgroups first.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from slicelab.agent.runtime.errors import KernelError
+from slicelab.agent.runtime.errors import KernelError, MissingPackage
 
 __all__ = ["find_init", "proc_start_time", "run_inside", "start_init"]
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "dumb"}
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _enter(groups: Sequence[Path], *extra: str) -> list[str]:
@@ -31,16 +38,81 @@ def _enter(groups: Sequence[Path], *extra: str) -> list[str]:
     return [*argv, "--"]
 
 
-def start_init(*, netns_path: Path, rootfs: Path, groups: Sequence[Path], log: Path) -> None:
-    """Launch the sliver's init detached; it lands in ``groups`` before anything runs."""
-    argv = [*_enter(groups, "--detach", "--log", str(log)),
-            "nsenter", f"--net={netns_path}", "--",
-            "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--propagation=private",
-            f"--root={rootfs}", "--", "/bin/busybox", "init"]
-    done = subprocess.run(argv, env=_ENV, capture_output=True, text=True, check=False,
-                          timeout=30)
-    if done.returncode != 0:
-        raise KernelError(f"cannot start sliver init: {done.stderr.strip()}")
+def _unshare() -> str:
+    found = shutil.which("unshare", path=_ENV["PATH"])
+    if found is None:
+        raise MissingPackage("util-linux", needed_for="starting sliver inits")
+    return found
+
+
+def start_init(*, netns_path: Path, rootfs: Path, groups: Sequence[Path], log: Path) -> int:
+    """Launch the sliver's init detached, in ``groups`` from its first instruction.
+
+    Returns the pid of the ``unshare`` process (the init's parent, in the same groups).
+    """
+    argv = [_unshare(), "--mount", "--uts", "--ipc", "--pid", "--fork",
+            "--propagation=private", f"--root={rootfs}", "--", "/bin/busybox", "init"]
+    fds = {"ns": os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC),
+           "log": os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600),
+           "null": os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)}
+    go_r, go_w = os.pipe()
+    pid_r, pid_w = os.pipe()
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child, which execs or exits
+            _detach(argv, fds, go_r=go_r, go_w=go_w, pid_w=pid_w)
+        os.close(pid_w)
+        os.close(go_r)
+        os.waitpid(child, 0)
+        spawned = int(os.read(pid_r, 32) or b"0")
+        return _release(spawned, groups, go_w)
+    finally:
+        for fd in (*fds.values(), go_w, pid_r):
+            os.close(fd)
+
+
+def _release(pid: int, groups: Sequence[Path], go_w: int) -> int:
+    """Put ``pid`` in its groups, then let it exec; kill it if that fails."""
+    if pid <= 0:
+        raise KernelError("cannot start sliver init: the launcher did not fork")
+    try:
+        for group in groups:
+            (group / "cgroup.procs").write_text(str(pid))
+    except OSError as exc:
+        os.kill(pid, signal.SIGKILL)
+        raise KernelError(f"cannot put the sliver init in its cgroups: {exc}") from exc
+    os.write(go_w, b"1")
+    return pid
+
+
+def _detach(argv: list[str], fds: dict[str, int], *, go_r: int, go_w: int,
+            pid_w: int) -> None:  # pragma: no cover - forked child
+    """First child: a new session, fork the launcher, report its pid, exit."""
+    try:
+        os.close(go_w)
+        os.setsid()
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.close(pid_w)
+            _launcher(argv, fds, go_r)
+        os.write(pid_w, str(grandchild).encode())
+    finally:
+        os._exit(0)
+
+
+def _launcher(argv: list[str], fds: dict[str, int], go_r: int) -> None:  # pragma: no cover
+    """Grandchild: wait until it is in its cgroups, join the netns, exec ``unshare``."""
+    try:
+        if os.read(go_r, 1) != b"1":
+            os._exit(1)  # the parent gave up (or died): never run outside the cgroups
+        if _libc.setns(fds["ns"], _CLONE_NEWNET) != 0:
+            os._exit(2)
+        os.dup2(fds["null"], 0)
+        os.dup2(fds["log"], 1)
+        os.dup2(fds["log"], 2)
+        os.execve(argv[0], argv, _ENV)
+    finally:
+        os._exit(127)
 
 
 def _ns_pids(pid: int) -> list[str]:

@@ -186,7 +186,8 @@ def put_limits(site: SiteParam, body: SiteLimitsIO, uow: UowDep,
 
 
 def install_sweeper(app: FastAPI, *, interval: float | None = None) -> None:
-    """Run the lease sweep while ``app`` runs (needs the aggregate state installed first);
+    """Run the lease sweep while ``app`` runs (needs the aggregate state installed first),
+    with the image store's collection when the app has one (``app.state.image_service``);
     ``interval`` defaults to the app's ``settings.sweep_interval``."""
     if interval is None:
         settings: Settings = app.state.settings
@@ -197,7 +198,8 @@ def install_sweeper(app: FastAPI, *, interval: float | None = None) -> None:
 
     def start() -> None:
         state: AggregateState = app.state.aggregate
-        holder.append(Sweeper(state.uow_factory, state.ctx, interval=interval))
+        holder.append(Sweeper(state.uow_factory, state.ctx, interval=interval,
+                              images=getattr(app.state, "image_service", None)))
         holder[-1].start()
 
     def stop() -> None:
