@@ -11,11 +11,15 @@ The database part (``--db sqlite,postgresql``; both by default, PostgreSQL from
 ``$SLICELAB_TEST_POSTGRES`` in a scratch schema that is dropped afterwards) loads the same
 synthetic hosts into the aggregate's tables with bulk inserts (COPY on PostgreSQL), then:
 
-* placements/s at 100k nodes: the aggregate's design is a snapshot loaded once (inventory,
-  calendar, host index in memory), kept current incrementally; each placement runs
-  ``place()`` on the snapshot, then one transaction locks the chosen hosts, inserts the lease
-  and its bookings, rewrites those hosts' rows of the free-node index and commits; only then is
-  the booking added to the in-memory calendar (which updates the index);
+* placements/s at 100k nodes, two ways:
+  - the group-commit engine (``services.booking.GroupBooker``, 64 client threads): the
+    snapshot loaded once (inventory, calendar, host index in memory), a placer thread placing
+    every waiting request on it, a writer thread writing each batch in one transaction (hosts
+    locked, one statement for all leases, one for all bookings, one for the index rows);
+  - the product path (``services.leases.book_lease``, what REST allocate and slice apply
+    run; 1 and 16 client threads, one slice each): per request one transaction that claims
+    candidate hosts from the free-node index (rows locked, ``SKIP LOCKED`` on PostgreSQL),
+    reads their bookings, places, inserts, rewrites the hosts' index rows and commits;
 * the free-node query (cores, memory, site, device) through ``SqlFreeHosts`` at the largest
   size (1M nodes; 100k with ``--quick``): p50/p99;
 * heartbeats at that size: a producer offers heartbeats of distinct nodes at the target rate

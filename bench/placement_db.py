@@ -30,7 +30,8 @@ from slicelab.domain.inventory import Host, Inventory
 from slicelab.domain.placement import FreeHosts, PlacementFailed
 from slicelab.services.booking import BookingRequest, GroupBooker
 from slicelab.services.heartbeats import HeartbeatBatcher, SqlHeartbeatSink
-from slicelab.services.inventory import SqlFreeHosts
+from slicelab.services.inventory import SqlFreeHosts, index_nodes
+from slicelab.services.leases import book_lease
 from slicelab.store.engine import make_engine
 from slicelab.store.leases import LeaseRow
 from slicelab.store.migrate import upgrade
@@ -42,6 +43,7 @@ RATES = {"sqlite": 50_000, "postgresql": 20_000}
 HB_SECONDS = 50
 HB_PERIOD = 0.1  # the batcher's flush period in the bench (the server's default is 0.2 s)
 CLIENTS = 64  # concurrent allocation requests (threads) for the group-commit figure
+PRODUCT_CLIENTS = 16  # concurrent clients (threads) of the product path, one slice each
 
 
 @contextmanager
@@ -167,6 +169,53 @@ def placements(engine: Engine, inv: Inventory, count: int, rng: random.Random, *
     return count / elapsed, count / max(1, booker.batches)
 
 
+def _bench_slices(engine: Engine, count: int) -> list[str]:
+    """``count`` slices ``b0``.. in project ``bench`` (one slice per product-path client:
+    bookings of one slice are serialized by design)."""
+    _slice(engine)
+    now = NOW.replace(tzinfo=None)
+    names = [f"b{k}" for k in range(count)]
+    with engine.begin() as conn:
+        have = set(conn.execute(text("SELECT name FROM slices")).scalars())
+        for name in names:
+            if name not in have:
+                conn.execute(text(
+                    "INSERT INTO slices (project_id, name, urn, created, expires, creator_id) "
+                    "SELECT p.id, :n, :u, :c, :e, m.id FROM projects p, members m"),
+                    {"n": name, "u": f"urn:publicid:IDN+bench:bench+slice+{name}", "c": now,
+                     "e": now + timedelta(days=30)})
+    return names
+
+
+def product_placements(engine: Engine, count: int, rng: random.Random, *,
+                       clients: int) -> float:
+    """``count`` requests of 1-4 nodes from ``clients`` threads through the product path
+    (``services.leases.book_lease`` on hosts claimed from the index, then the index rows of
+    the booked hosts rewritten, one transaction each): placements/s."""
+    names = _bench_slices(engine, clients)
+    factory = unit_of_work_factory(engine)
+    topologies = [request(rng, i) for i in range(count)]
+    window = Window.of(NOW, timedelta(hours=4))
+
+    def client(k: int) -> None:
+        with factory() as uow:
+            item = uow.slices.get("bench", names[k])
+        for topo in topologies[k::clients]:
+            ids = {n.client_id: f"s-{uuid.uuid4().hex[:16]}" for n in topo.nodes}
+            with factory() as uow:
+                try:
+                    _, placed = book_lease(uow, item, topo, window, sliver_ids=ids, now=NOW)
+                except PlacementFailed:
+                    continue
+                index_nodes(uow, {a.host_id for a in placed.assignments}, now=NOW)
+                uow.commit()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return count / (time.perf_counter() - start)
+
+
 def _client(booker: GroupBooker, reqs: list[BookingRequest]) -> None:
     for req in reqs:
         try:
@@ -241,8 +290,11 @@ def run_one(kind: str, *, quick: bool) -> dict[str, float]:
         out["placements_1c"], _ = placements(engine, inv_100k, n // 4, rng, clients=1)
         out["placements_100k"], out["batch"] = placements(engine, inv_100k, n, rng,
                                                           clients=CLIENTS)
+        out["product_1c"] = product_placements(engine, n // 8, rng, clients=1)
+        out["product_100k"] = product_placements(engine, n // 2, rng, clients=PRODUCT_CLIENTS)
+        out["load_s"] = out["load_100k_s"]
         if big > 100_000:
-            out["load_rest_s"] = load(engine, hosts[100_000:])
+            out["load_s"] += load(engine, hosts[100_000:])
         BACKENDS[kind] = _backend(engine)
         sites = sorted({h.site for h in hosts})
         p50, p99 = query_latency(BACKENDS[kind](inv_big, Calendar(inv_big)), rng,
@@ -257,12 +309,13 @@ def run_one(kind: str, *, quick: bool) -> dict[str, float]:
 
 def run_databases(kinds: list[str], *, quick: bool) -> list[str]:
     results = {kind: run_one(kind, quick=quick) for kind in kinds}
-    print(f"\n{'database':>10} {'nodes':>9} {'load 100k s':>11} {'placements/s':>12} "
+    print(f"\n{'database':>10} {'nodes':>9} {'load s':>7} {'booker/s':>9} {'product/s':>9} "
           f"{'query p50 ms':>12} {'query p99 ms':>12} {'beats/s':>9} {'lag p99 ms':>10} "
           f"{'write cap/s':>11}")
     for kind, r in results.items():
-        print(f"{kind:>10} {int(r['nodes']):>9} {r['load_100k_s']:>11.1f} "
-              f"{r['placements_100k']:>12.0f} {r['query_p50_ms']:>12.2f} "
+        print(f"{kind:>10} {int(r['nodes']):>9} {r['load_s']:>7.1f} "
+              f"{r['placements_100k']:>9.0f} {r['product_100k']:>9.0f} "
+              f"{r['query_p50_ms']:>12.2f} "
               f"{r['query_p99_ms']:>12.2f} {r['hb_rate']:>9.0f} {r['hb_lag_ms']:>10.0f} "
               f"{r['hb_capacity']:>11.0f}")
     figures = []
@@ -272,6 +325,11 @@ def run_databases(kinds: list[str], *, quick: bool) -> list[str]:
                     f"db_{kind}_placement_100k_nodes_1_client: {r['placements_1c']:.0f} "
                     "placements/s",
                     f"db_{kind}_placement_mean_batch: {r['batch']:.1f} placements",
+                    f"db_{kind}_product_placement_100k_nodes: {r['product_100k']:.0f} "
+                    "placements/s",
+                    f"db_{kind}_product_placement_100k_nodes_1_client: {r['product_1c']:.0f} "
+                    "placements/s",
+                    f"db_{kind}_bulk_load_{k}_nodes: {r['load_s']:.1f} s",
                     f"db_{kind}_free_node_query_{k}_nodes_p50: {r['query_p50_ms']:.2f} ms",
                     f"db_{kind}_free_node_query_{k}_nodes_p99: {r['query_p99_ms']:.2f} ms",
                     f"db_{kind}_heartbeats_{k}_nodes: {r['hb_rate']:.0f} heartbeats/s",

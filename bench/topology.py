@@ -17,11 +17,15 @@ slicelab's side a link is a bridge with one veth per member; on Mininet's, a
   sit on different hosts, so every link is a VXLAN (a VNI per link). The hosts build in
   parallel, as real nodes would.
 
+Build is ``ensure_link`` for every link and one ``ensure_slivers`` of all slivers;
+teardown is one ``remove_slivers``, ``remove_link`` for every link and ``cleanup_all``.
+
 Reported: build and teardown time (median over ``--reps``) and their ratio to Mininet's
-in the same run, the time per kernel object (ledger record), sliver ready time (the
-image is already on the node; ``ensure_sliver`` until the sliver's init is PID 1 of its
-namespace, and until its SSH server accepts a connection), and iperf3 goodput over a few
-links in both directions against the configured capacity.
+in the same run, the time per kernel object (ledger record), sliver ready time (slivers
+built one at a time, the image already on the node: ``ensure_sliver`` until it returns
+with the sliver's init PID 1 of its namespace, and until its SSH server accepts a
+connection), and iperf3 goodput over a few links in both directions against the
+configured capacity.
 
 Everything made is recorded in a ledger (the runtime's, and this script's own for the
 host namespaces) and removed by id, also after Ctrl-C or SIGTERM; a run that was killed
@@ -140,7 +144,6 @@ def plan(layout: Layout, *, host: int, image: Path) -> tuple[list[SliverSpec], l
 @dataclass
 class BuildResult:
     seconds: float
-    sliver_ms: list[float] = field(default_factory=list)
     records: int = 0
 
 
@@ -161,11 +164,8 @@ class NodeBench:
         for link in links:
             self._links.append(link.link_id)
             self.runtime.ensure_link(link)
-        for spec in slivers:
-            self._slivers.append(spec.sliver_id)
-            before = time.perf_counter()
-            self.runtime.ensure_sliver(spec)
-            result.sliver_ms.append((time.perf_counter() - before) * 1000)
+        self._slivers += [spec.sliver_id for spec in slivers]
+        self.runtime.ensure_slivers(slivers)
         result.seconds = time.perf_counter() - started
         result.records = len(self.runtime.ledger.records())
         return result
@@ -178,8 +178,7 @@ class NodeBench:
     def teardown(self) -> float:
         """Remove every sliver and link, then the node's shared objects; seconds taken."""
         started = time.perf_counter()
-        for sliver in reversed(self._slivers):
-            self.runtime.remove_sliver(sliver)
+        self.runtime.remove_slivers(list(reversed(self._slivers)))
         for link in reversed(self._links):
             self.runtime.remove_link(link)
         self.runtime.cleanup_all()
@@ -290,8 +289,7 @@ def _serve(bench: NodeBench, request: dict[str, Any], config: dict[str, Any]) ->
         layout = Layout(request["slivers"], hosts=config["hosts"], capacity=request["capacity"])
         slivers, links = plan(layout, host=config["host"], image=Path(config["image"]))
         result = bench.build(slivers, links)
-        return {"seconds": result.seconds, "sliver_ms": result.sliver_ms,
-                "records": result.records}
+        return {"seconds": result.seconds, "records": result.records}
     if request["op"] == "teardown":
         return {"seconds": bench.teardown()}
     raise SlicelabError(f"unknown request {request['op']!r}")
@@ -321,8 +319,7 @@ class MultiHost:
     def build(self, layout: Layout) -> BuildResult:
         seconds, answers = self._all({"op": "build", "slivers": layout.slivers,
                                       "capacity": layout.capacity})
-        return BuildResult(seconds, [ms for a in answers for ms in a["sliver_ms"]],
-                           sum(a["records"] for a in answers))
+        return BuildResult(seconds, sum(a["records"] for a in answers))
 
     def teardown(self) -> float:
         return self._all({"op": "teardown"})[0]
@@ -404,17 +401,20 @@ def shaping(layout: Layout, *, links: int, seconds: float) -> list[Shaping]:
 
 
 # sliver ready time: ensure_sliver, then until SSH accepts -------------------------------
-def ssh_ready_ms(bench: NodeBench, spec: SliverSpec, *, timeout: float = 10.0) -> float:
-    """Milliseconds from ensure_sliver until the sliver's port 22 accepts a connection."""
+def ssh_ready_ms(bench: NodeBench, spec: SliverSpec, *,
+                 timeout: float = 10.0) -> tuple[float, float]:
+    """Milliseconds from ensure_sliver until it returns (the init runs) and until the
+    sliver's port 22 accepts a connection."""
     started = time.perf_counter()
     status = bench.add_sliver(spec)
+    running = (time.perf_counter() - started) * 1000
     assert status.control_ip is not None
     deadline = started + timeout
     while time.perf_counter() < deadline:
         with socket.socket() as sock:
             sock.settimeout(0.2)
             if sock.connect_ex((status.control_ip, 22)) == 0:
-                return (time.perf_counter() - started) * 1000
+                return running, (time.perf_counter() - started) * 1000
         time.sleep(0.002)
     raise SlicelabError(f"sliver {spec.sliver_id} did not accept SSH within {timeout} s")
 
@@ -506,7 +506,6 @@ def _slicelab_once(bench: NodeBench | MultiHost, layout: Layout, report: Report,
     if isinstance(bench, NodeBench):
         slivers, links = plan(layout, host=0, image=STATE / "image")
         built = bench.build(slivers, links)
-        report.ensure_ms += built.sliver_ms
     else:
         built = bench.build(layout)
     measured = report.at(tool, layout.slivers)
@@ -531,7 +530,9 @@ def _ready(bench: NodeBench, report: Report, options: Options) -> None:
     """SSH-ready time of slivers built one at a time (no links)."""
     for index in range(options.ready_slivers):
         spec = _sliver_spec(Layout(options.ready_slivers), index, STATE / "image")
-        report.ssh_ms.append(ssh_ready_ms(bench, replace(spec, interfaces=())))
+        running, ssh = ssh_ready_ms(bench, replace(spec, interfaces=()))
+        report.ensure_ms.append(running)
+        report.ssh_ms.append(ssh)
     bench.teardown()
 
 

@@ -5,11 +5,15 @@ caches each new document on disk; the main thread applies the cached document (o
 change, every ``report_interval`` seconds, and when a lease ends), reports the actual
 state, posts command results and keeps the metadata endpoint current. SIGTERM or SIGINT
 ends the process after the current step; slivers keep running (``cleanup`` removes them).
+:class:`StopSignals` handles both so that the helpers pyroute2 forks to enter a namespace
+still die of them (a handler they inherited used to keep them alive, and netlink calls hung).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -29,7 +33,8 @@ from slicelab.agent.reconcile import Reconciler, Runtime
 from slicelab.agent.state import AgentFiles, NodeIdentity
 from slicelab.domain.errors import AuthenticationFailed, SlicelabError, Unavailable
 
-__all__ = ["Agent", "cleanup", "enroll", "make_runtime", "run_agent"]
+__all__ = ["Agent", "StopSignals", "cleanup", "default_signals_in_children", "enroll",
+           "make_runtime", "run_agent"]
 
 log = logging.getLogger("slicelab.agent")
 _RETRY = 5.0
@@ -156,14 +161,85 @@ def _metadata(config: AgentConfig) -> MetadataServer | None:
     return MetadataServer(address=str(gateway), port=config.metadata_port)
 
 
-def _on_signals(stop: threading.Event, wake: threading.Event) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
+_DEFAULTED = (signal.SIGTERM, signal.SIGINT)
+_fork_hook: list[bool] = []  # one entry once the fork hook is registered
+
+
+def _defaults_in_child() -> None:
+    for signum in _DEFAULTED:
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def default_signals_in_children() -> None:
+    """Make every process forked from this one (pyroute2 forks a helper to enter a network
+    namespace) start with SIGTERM and SIGINT at their defaults, so it dies of them instead of
+    running this process's handlers (which would keep it alive, or deadlock it on a lock
+    another thread held at the fork). Idempotent."""
+    if not _fork_hook:
+        os.register_at_fork(after_in_child=_defaults_in_child)
+        _fork_hook.append(True)
+
+
+class StopSignals:
+    """SIGTERM and SIGINT call ``on_signal(signum)``, in the installing process only.
+
+    The handler takes no lock and logs nothing (it may interrupt the main thread anywhere,
+    even inside ``Event.set``): it writes the signal number to a pipe, and a watcher thread
+    calls ``on_signal``. A forked child that still runs the handler (before the fork hook of
+    :func:`default_signals_in_children` ran) restores the default and dies of the signal.
+    """
+
+    def __init__(self, on_signal: Callable[[int], None]) -> None:
+        self.on_signal = on_signal
+        self._owner = os.getpid()
+        self._read, self._write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        os.set_blocking(self._read, True)
+        self._previous: dict[int, Any] = {}
+        self._thread = threading.Thread(target=self._watch, name="slicelab-signals",
+                                        daemon=True)
+
+    def install(self) -> StopSignals:
+        default_signals_in_children()
+        self._thread.start()
+        for signum in _DEFAULTED:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        """Restore the previous handlers and end the watcher (tests)."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        os.close(self._write)
+        self._thread.join(timeout=5)
+        os.close(self._read)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write, bytes([signum]))
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                data = os.read(self._read, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                self.on_signal(signum)
+
+
+def _stopper(stop: threading.Event, wake: threading.Event) -> Callable[[int], None]:
+    def on_signal(signum: int) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
         wake.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    return on_signal
 
 
 def run_agent(config: AgentConfig, *, enroll_token: str | None = None) -> None:
@@ -174,7 +250,7 @@ def run_agent(config: AgentConfig, *, enroll_token: str | None = None) -> None:
     config = replace(config, host_ip=host)
     channel = Channel(config.server)
     stop, wake = threading.Event(), threading.Event()
-    _on_signals(stop, wake)
+    StopSignals(_stopper(stop, wake)).install()
     found = inventory.collect(config)
     enroll(channel, files, token=enroll_token, hostname=config.name or socket.gethostname(),
            inventory_doc=found, stop=stop)

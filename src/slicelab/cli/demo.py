@@ -1,23 +1,26 @@
-"""``slicelab demo``: the whole story on this machine, measured, then torn down (needs root)."""
+"""``slicelab demo``: the whole story on this machine, measured, then torn down (needs root).
+
+The testbed modules are imported inside the command: the rest of the command line does
+not pay for pyroute2 at start-up."""
 
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from slicelab.domain.errors import PermissionDenied
-from slicelab.testbed.demo import LINE_LINKS, TOLERANCE, DemoResult, World, run_demo
 
 from . import output
+
+if TYPE_CHECKING:
+    from slicelab.testbed.demo import DemoResult, World
 
 __all__ = ["demo"]
 
@@ -84,21 +87,6 @@ def _n4(world: World) -> str:
     return status.sliver("n4").addresses[0].split("/")[0]
 
 
-def _interrupt_on_term() -> None:
-    """SIGTERM cleans up like Ctrl-C, in this process only: children forked to enter a
-    namespace inherit the handler and must still die of SIGTERM."""
-    owner = os.getpid()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != owner:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def demo(keep: Annotated[bool, typer.Option(
              "--keep", help="Leave the testbed and the slice running afterwards.")] = False,
          subnet: Annotated[str, typer.Option(help="The testbed hosts' private subnet.")] = (
@@ -112,7 +100,10 @@ def demo(keep: Annotated[bool, typer.Option(
     if os.geteuid() != 0:
         raise PermissionDenied("slicelab demo needs root: it makes network namespaces, links, "
                                "cgroups and mounts (run it with sudo)")
-    _interrupt_on_term()
+    from slicelab.testbed.demo import LINE_LINKS, run_demo
+    from slicelab.testbed.processes import interrupt_on_term
+
+    interrupt_on_term()
     base = base_dir or Path(tempfile.mkdtemp(prefix="slicelab-demo-"))
     console = Console(highlight=False)
     links = ", ".join(f"{a}-{b} {mbps} Mbit/s" for _, a, b, mbps in LINE_LINKS)
@@ -124,6 +115,8 @@ def demo(keep: Annotated[bool, typer.Option(
 
 
 def _report(console: Console, result: DemoResult, world: World | None) -> None:
+    from slicelab.testbed.demo import TOLERANCE
+
     if result.figures:
         console.print(_table(result))
     for error in result.errors:

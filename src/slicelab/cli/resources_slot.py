@@ -11,6 +11,7 @@ from slicelab.sdk.leases import Leases
 
 from . import output, session
 from .allocation import RSpecOpt, TopologyOpt, read_request
+from .diagnosis import explained
 
 __all__ = ["find_slot", "register"]
 
@@ -24,7 +25,7 @@ def find_slot(duration: Annotated[str, typer.Option(help="How long: 90m, 3h, 2d.
     data, xml = read_request(rspec, topology)
     if after is not None and after.tzinfo is None:
         after = after.astimezone()
-    with session.connect() as client:
+    with session.connect() as client, explained():
         slot = Leases(client).find_slot(duration=duration, topology=data, rspec=xml,
                                         after=after)
     if as_json:

@@ -1,4 +1,8 @@
-"""``slicelab testbed``: a multi-host testbed on this machine, hosts as network namespaces."""
+"""``slicelab testbed``: a multi-host testbed on this machine, hosts as network namespaces.
+
+The testbed modules (netlink through pyroute2) are imported inside the commands, so that
+the rest of the command line does not pay for them at start-up.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from slicelab.testbed.bed import DEFAULT_BASE, testbed_down, testbed_status, testbed_up
+from slicelab.testbed.record import DEFAULT_BASE
 
 from . import output
 
@@ -28,6 +32,10 @@ def up(nodes: Annotated[int, typer.Option(min=1, max=99, help="How many hosts.")
            "172.31.250.0/24"),
        base_dir: BaseOpt = DEFAULT_BASE) -> None:
     """Make the hosts, start a server if none is given, and one enrolled agent per host."""
+    from slicelab.testbed.bed import testbed_up
+    from slicelab.testbed.processes import interrupt_on_term
+
+    interrupt_on_term()
     record = testbed_up(nodes, server_url=server, admin_token=admin_token, base_dir=base_dir,
                         subnet=subnet)
     output.say(f"testbed up: {nodes} hosts, server {record.info['server']}")
@@ -39,6 +47,8 @@ def up(nodes: Annotated[int, typer.Option(min=1, max=99, help="How many hosts.")
 @app.command("status")
 def status(base_dir: BaseOpt = DEFAULT_BASE) -> None:
     """The testbed's server and hosts."""
+    from slicelab.testbed.bed import testbed_status
+
     found = testbed_status(base_dir=base_dir)
     if found is None:
         output.say("no testbed is up")
@@ -54,5 +64,7 @@ def status(base_dir: BaseOpt = DEFAULT_BASE) -> None:
 @app.command("down")
 def down(base_dir: BaseOpt = DEFAULT_BASE) -> None:
     """Stop the agents and the server, and remove every object the testbed made."""
+    from slicelab.testbed.bed import testbed_down
+
     removed = testbed_down(base_dir=base_dir)
     output.say(f"testbed down: {removed} objects removed" if removed else "no testbed is up")

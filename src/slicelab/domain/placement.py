@@ -751,9 +751,27 @@ def find_slot(topology: Topology, hosts: HostIndex | Inventory, calendar: Calend
             return None
 
     host_ids = _bound_hosts(topology, index.inventory)
-    _, placement = calendar.find_slot(attempt, duration=duration, earliest=earliest,
-                                      horizon=horizon, host_ids=host_ids)
+    try:
+        _, placement = calendar.find_slot(attempt, duration=duration, earliest=earliest,
+                                          horizon=horizon, host_ids=host_ids)
+    except InsufficientResources as exc:
+        raise _no_window(topology, index, calendar, Window.of(earliest, duration),
+                         slice_id=slice_id, policy=policy, why=str(exc)) from None
     return placement
+
+
+def _no_window(topology: Topology, index: HostIndex, calendar: Calendar, first: Window, *,
+               slice_id: str, policy: PlacementPolicy | None, why: str) -> PlacementFailed:
+    """No window fits: the diagnosis of the first one (what failed and, per nearest host,
+    what it lacks), with ``why`` as its first detail."""
+    try:
+        place(topology, index, calendar, first, slice_id=slice_id, policy=policy)
+    except PlacementFailed as exc:
+        d = exc.diagnosis
+        return PlacementFailed(Diagnosis(d.subject, d.constraint,
+                                         (why, f"at the earliest start {first}:", *d.detail),
+                                         d.nearest), field="start")
+    return PlacementFailed(Diagnosis("the request", "search", (why,)), field="start")
 
 
 def _bound_hosts(topology: Topology, inventory: Inventory) -> list[str] | None:

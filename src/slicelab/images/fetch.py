@@ -241,6 +241,8 @@ class Fetcher:
         before = [len(remaining)]
 
         async def once() -> None:
+            if not remaining:
+                return  # all arrived before the attempt that failed ended
             before[0] = len(remaining)
             try:
                 await self._post_batch(client, manifest, use[0], remaining, stored)

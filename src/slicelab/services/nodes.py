@@ -16,7 +16,7 @@ from slicelab.domain.names import NODE_NAME, check_name
 from slicelab.domain.nodes import BootState, Inventory, Node, node_urn, operator_event
 from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.identity.nodekey import NodeAuthenticationFailed, NonceCache, new_key, verify
-from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory
+from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only
 
 from .audit import utcnow
 from .inventory import index_nodes
@@ -96,8 +96,14 @@ def _count_failure(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, node_i
 def authenticate(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, nonces: NonceCache, *,
                  headers: Mapping[str, str], method: str, path: str, body: bytes,
                  now: float) -> Node:
-    """The node that signed this request, after a heartbeat; count and raise on failure."""
-    with uow_factory() as uow:
+    """The node that signed this request, after a heartbeat; count and raise on failure.
+
+    The check and a steady node's heartbeat (batched) only read: they run in a read-only unit
+    of work, which on SQLite takes no write lock; a heartbeat that changes the node is written
+    in a unit of work of its own.
+    """
+    failure: NodeAuthenticationFailed | None = None
+    with read_only(uow_factory) as uow:
         def key_of(node_id: str) -> bytes | None:
             sealed = uow.aggregate.nodes.sealed_key(node_id)
             return ctx.keybox.open(sealed) if sealed is not None else None
@@ -107,7 +113,12 @@ def authenticate(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, nonces: 
         except NodeAuthenticationFailed as exc:
             failure = exc
         else:
-            return _heartbeat(uow, ctx, node_id)
+            steady = _steady_beat(uow, ctx, node_id)
+            if steady is not None:
+                return steady
+    if failure is None:
+        with uow_factory() as writing:
+            return _heartbeat(writing, ctx, node_id)
     if failure.node_id is not None and failure.reason != "unknown":
         _count_failure(uow_factory, ctx, failure.node_id)
     raise failure
@@ -118,15 +129,22 @@ def _steady(node: Node) -> bool:
     return node.boot_state is not BootState.NEW and node.auth_failures == 0
 
 
-def _heartbeat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
-    """Note that the node was seen: batched for a steady node, else written here (its boot
-    state or failure count changes with it)."""
+def _steady_beat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node | None:
+    """A steady node's heartbeat, handed to the batcher; None when it must be written here."""
+    if ctx.heartbeats is None:
+        return None
+    node = uow.aggregate.nodes.find(node_id)
+    if node is None or not _steady(node):
+        return None
     now = utcnow()
-    if ctx.heartbeats is not None:
-        node = uow.aggregate.nodes.find(node_id)
-        if node is not None and _steady(node):
-            ctx.heartbeats.record(node_id, now)
-            return replace(node, last_seen=now)
+    ctx.heartbeats.record(node_id, now)
+    return replace(node, last_seen=now)
+
+
+def _heartbeat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
+    """Note that the node was seen, written here (its boot state or failure count changes
+    with it, or there is no batcher)."""
+    now = utcnow()
     node = uow.aggregate.nodes.find(node_id, lock=True)
     if node is None:
         raise NodeAuthenticationFailed("unknown", "no such node", node_id=node_id)

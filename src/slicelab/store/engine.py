@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["BUSY_TIMEOUT_MS", "make_engine"]
+__all__ = ["BUSY_TIMEOUT_MS", "READ_ONLY", "make_engine"]
 
 BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "slicelab_read_only"  # execution option: begin without the SQLite write lock
 
 
 def make_engine(url: str, *, schema: str | None = None) -> Engine:
@@ -43,4 +44,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    """Write transactions take the write lock at once (no deadlock between two readers that
+    both want to write); read-only ones (:data:`READ_ONLY`) take none."""
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -80,6 +80,9 @@ class InventoryRepository(Repository):
         """Update what is free of nodes already in the index (one statement per table)."""
         if not rows:
             return
+        if self.connection.dialect.name == "postgresql":
+            self._set_free_pg(rows)
+            return
         nc = node_capacity.c
         self.connection.execute(
             update(node_capacity).where(nc.node_id == bindparam("k_id"))
@@ -96,6 +99,18 @@ class InventoryRepository(Repository):
                                            nd.device == bindparam("k_dev"))
                 .values(free=bindparam("k_free")), devices)
 
+    def _set_free_pg(self, rows: Sequence[CapacityRow]) -> None:
+        """One ``UPDATE ... FROM unnest(...)`` per table, the rows as arrays."""
+        self.connection.execute(_PG_FREE, {
+            "ids": [r.node_id for r in rows], "cpu": [r.free.cpu_milli for r in rows],
+            "mem": [r.free.memory_mib for r in rows], "disk": [r.free.disk_gib for r in rows],
+            "up": [r.available for r in rows]})
+        devices = [d for r in rows for d in _device_values(r)]
+        if devices:
+            self.connection.execute(_PG_DEVICES_FREE, {
+                "ids": [d["node_id"] for d in devices], "devs": [d["device"] for d in devices],
+                "free": [d["free"] for d in devices]})
+
     def remove(self, node_ids: Collection[str]) -> None:
         ids = list(node_ids)
         if ids:
@@ -105,16 +120,25 @@ class InventoryRepository(Repository):
     def indexed_ids(self) -> set[str]:
         return set(self.connection.execute(select(node_capacity.c.node_id)).scalars())
 
-    def free_nodes(self, need: Resources, *, site_id: int | None = None,
-                   limit: int = 10) -> list[tuple[str, int, int]]:
+    def free_nodes(self, need: Resources, *, site_id: int | None = None, limit: int = 10,
+                   claim: bool = False) -> list[tuple[str, int, int]]:
         """Available nodes whose free CPU, memory and devices cover ``need``, by id (the scan
         stops at ``limit`` matches; best fit is placement's job): ``(node id, free millicores,
-        free MiB)``."""
+        free MiB)``.
+
+        With ``claim`` the nodes' rows (``nodes``) are locked until the transaction ends and
+        rows another transaction holds are skipped (PostgreSQL ``FOR UPDATE SKIP LOCKED``;
+        SQLite's write transactions are exclusive already): concurrent bookers each get
+        nodes of their own and never wait here.
+        """
         nc = node_capacity.c
         query = (select(nc.node_id, nc.free_cpu_milli, nc.free_memory_mib)
                  .where(nc.available == true(), nc.free_cpu_milli >= need.cpu_milli,
                         nc.free_memory_mib >= need.memory_mib, nc.free_disk_gib >= need.disk_gib)
                  .order_by(nc.node_id).limit(limit))
+        if claim:
+            query = (query.join(nodes, nodes.c.id == nc.node_id)
+                     .with_for_update(of=nodes, skip_locked=True))
         if site_id is not None:
             query = query.where(nc.site_id == site_id)
         for name, count in need.devices:
@@ -135,6 +159,18 @@ class InventoryRepository(Repository):
     def site_ids(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.connection.execute(select(sites.c.name, sites.c.id))}
 
+
+_PG_FREE = text(
+    "UPDATE node_capacity AS c SET free_cpu_milli = v.cpu, free_memory_mib = v.mem, "
+    "free_disk_gib = v.disk, available = v.up "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:cpu AS integer[]), CAST(:mem AS integer[]), "
+    "CAST(:disk AS integer[]), CAST(:up AS boolean[])) AS v(id, cpu, mem, disk, up) "
+    "WHERE c.node_id = v.id")
+
+_PG_DEVICES_FREE = text(
+    "UPDATE node_devices AS d SET free = v.free "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:devs AS text[]), CAST(:free AS integer[])) "
+    "AS v(id, dev, free) WHERE d.node_id = v.id AND d.device = v.dev")
 
 _PG_TOUCH = text(
     "UPDATE nodes AS n SET last_seen = v.seen "

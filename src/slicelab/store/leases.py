@@ -8,6 +8,7 @@ window in question (index on host and time). The migration ``0003_leases`` build
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     delete,
     select,
+    text,
     update,
 )
 
@@ -166,6 +168,13 @@ class LeaseRepository(Repository):
             query = select(nodes.c.id).where(nodes.c.id.in_(ids)).order_by(nodes.c.id)
             self.connection.execute(query.with_for_update()).all()
 
+    def lock_slice(self, slice_id: int) -> None:
+        """Hold the slice's row until the transaction ends, so that the slice's bookings are
+        checked and written by one transaction at a time (PostgreSQL; ``FOR NO KEY UPDATE``
+        leaves inserts that only reference the row free)."""
+        query = select(slices.c.id).where(slices.c.id == slice_id)
+        self.connection.execute(query.with_for_update(key_share=True)).all()
+
     def add(self, lease: LeaseRow, items: Iterable[Booking]) -> None:
         self.connection.execute(leases.insert().values(
             id=lease.id, slice_id=lease.slice_id, start=lease.window.start,
@@ -177,13 +186,20 @@ class LeaseRepository(Repository):
 
     def add_many(self, items: Sequence[tuple[LeaseRow, Sequence[Booking]]]) -> None:
         """Insert several leases with their bookings: one statement for all leases, one for
-        all bookings (group commit of concurrent placements)."""
+        all bookings (group commit of concurrent placements); on PostgreSQL each is one
+        ``INSERT ... SELECT FROM unnest(...)`` with the rows as arrays, not one statement per
+        row in a pipeline."""
         if not items:
             return
+        group = [b for _, g in items for b in g]
+        if self.connection.dialect.name == "postgresql":
+            self.connection.execute(_PG_LEASES, _lease_arrays([lease for lease, _ in items]))
+            if group:
+                self.connection.execute(_PG_BOOKINGS, _booking_arrays(group))
+            return
         self.connection.execute(leases.insert(), [_lease_values(lease) for lease, _ in items])
-        rows = [_booking_values(b) for _, group in items for b in group]
-        if rows:
-            self.connection.execute(bookings.insert(), rows)
+        if group:
+            self.connection.execute(bookings.insert(), [_booking_values(b) for b in group])
 
     def get(self, lease_id: str) -> LeaseRow:
         row = self.connection.execute(_lease_query().where(leases.c.id == lease_id)).first()
@@ -208,9 +224,13 @@ class LeaseRepository(Repository):
         return [_booking(r) for r in self.connection.execute(query)]
 
     def overlapping(self, window: Window, *, node_ids: Collection[str] | None = None,
-                    project_id: int | None = None) -> list[Booking]:
-        """The active bookings that overlap ``window`` (on ``node_ids`` / of one project)."""
+                    project_id: int | None = None,
+                    slice_id: int | None = None) -> list[Booking]:
+        """The active bookings that overlap ``window`` (on ``node_ids`` / of one project / of
+        one slice)."""
         query = _booking_query().where(_overlapping(window), leases.c.state == ACTIVE)
+        if slice_id is not None:
+            query = query.where(leases.c.slice_id == slice_id)
         if node_ids is not None:
             query = query.where(bookings.c.node_id.in_(sorted(node_ids)))
         if project_id is not None:
@@ -269,6 +289,37 @@ def _lease_values(lease: LeaseRow) -> dict[str, Any]:
     return {"id": lease.id, "slice_id": lease.slice_id, "start": lease.window.start,
             "end": lease.window.end, "state": lease.state, "provision": lease.provision,
             "created": lease.created}
+
+
+_PG_LEASES = text(
+    'INSERT INTO leases (id, slice_id, start, "end", state, provision, created) '
+    "SELECT * FROM unnest(CAST(:id AS text[]), CAST(:slice_id AS integer[]), "
+    "CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]), CAST(:state AS text[]), "
+    "CAST(:provision AS boolean[]), CAST(:created AS timestamptz[]))")
+
+_PG_BOOKINGS = text(
+    "INSERT INTO bookings (lease_id, node_id, sliver_id, start, \"end\", cpu_milli, memory_mib, "
+    "disk_gib, bandwidth_mbps, devices, exclusive, uplink_mbps) "
+    "SELECT * FROM unnest(CAST(:lease_id AS text[]), CAST(:node_id AS text[]), "
+    "CAST(:sliver_id AS text[]), CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]), "
+    "CAST(:cpu_milli AS integer[]), CAST(:memory_mib AS integer[]), "
+    "CAST(:disk_gib AS integer[]), CAST(:bandwidth_mbps AS integer[]), "
+    "CAST(:devices AS json[]), CAST(:exclusive AS boolean[]), "
+    "CAST(:uplink_mbps AS integer[]))")
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {key: [r[key] for r in rows] for key in rows[0]}
+
+
+def _lease_arrays(items: Sequence[LeaseRow]) -> dict[str, list[Any]]:
+    return _columns([_lease_values(lease) for lease in items])
+
+
+def _booking_arrays(items: Sequence[Booking]) -> dict[str, list[Any]]:
+    columns = _columns([_booking_values(b) for b in items])
+    columns["devices"] = [json.dumps(d) for d in columns["devices"]]
+    return columns
 
 
 def _booking_values(b: Booking) -> dict[str, Any]:
@@ -331,6 +382,12 @@ class QuotaRepository(Repository):
 
     def project_id(self, project: str) -> int:
         return _project_id(self.connection, project)
+
+    def lock(self, project_id: int) -> None:
+        """Hold the project's row until the transaction ends (PostgreSQL): the project's
+        holdings stay as read while a booking checks them against its quota."""
+        query = select(projects.c.id).where(projects.c.id == project_id)
+        self.connection.execute(query.with_for_update(key_share=True)).all()
 
 
 @dataclass(frozen=True, slots=True)

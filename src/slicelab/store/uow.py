@@ -2,24 +2,53 @@
 
 Use it as a context manager. Nothing is kept unless :meth:`UnitOfWork.commit` is called;
 leaving the block (normally or by an exception) rolls back whatever was not committed.
+
+A *read-only* unit of work (:func:`read_only`) is for paths that only read: on SQLite it
+begins with a plain ``BEGIN``, which takes no write lock (a write transaction begins with
+``BEGIN IMMEDIATE``, see :mod:`.engine`), so readers never wait for writers nor block them;
+its :meth:`~UnitOfWork.commit` refuses.
+
+On SQLite, write units of work of one process also queue on a lock per engine before they
+begin: SQLite's own busy handler polls, and under many threads a writer can starve past the
+busy timeout ("database is locked") although the database is only busy, never stuck.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from types import TracebackType
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
+
+from slicelab.domain.errors import SlicelabError, Unavailable
 
 from .aggregate import AggregateStore
 from .audit import AuditRepository
+from .engine import BUSY_TIMEOUT_MS, READ_ONLY
 from .inventory import HeartbeatRepository, InventoryRepository
 from .leases import LeaseStore
 from .members import KeyRepository, MemberRepository, TokenRepository
 from .projects import ProjectRepository
 from .slices import SliceRepository
 
-__all__ = ["UnitOfWork", "UnitOfWorkFactory", "unit_of_work_factory"]
+__all__ = ["UnitOfWork", "UnitOfWorkFactory", "read_only", "unit_of_work_factory"]
+
+
+_WRITERS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.RLock | None:
+    """The queue of this process's SQLite writers on ``engine`` (None on PostgreSQL)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with _WRITERS_GUARD:
+        lock = _WRITERS.get(engine)
+        if lock is None:
+            lock = _WRITERS[engine] = threading.RLock()
+        return lock
 
 
 class UnitOfWork:
@@ -34,13 +63,29 @@ class UnitOfWork:
     heartbeats: HeartbeatRepository
     leases: LeaseStore
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+        self._engine, self.read_only = engine, read_only
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
+        self._queue = None if read_only else _writer_lock(engine)
 
     def __enter__(self) -> UnitOfWork:
+        if self._queue is not None and not self._queue.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise Unavailable("the database stayed busy with other writers; try again")
+        try:
+            return self._begin()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._queue is not None:
+            self._queue.release()
+
+    def _begin(self) -> UnitOfWork:
         self._connection = self._engine.connect()
+        if self.read_only:
+            self._connection.execution_options(**{READ_ONLY: True})
         self._transaction = self._connection.begin()
         conn = self._connection
         self.members, self.keys = MemberRepository(conn), KeyRepository(conn)
@@ -59,10 +104,13 @@ class UnitOfWork:
                 self._transaction.rollback()
         finally:
             self._connection.close()
+            self._release()
 
     def commit(self) -> None:
         """Keep everything done so far; later work starts a new transaction."""
         assert self._connection is not None and self._transaction is not None
+        if self.read_only:
+            raise SlicelabError("a read-only unit of work cannot commit")
         self._transaction.commit()
         self._transaction = self._connection.begin()
 
@@ -72,8 +120,38 @@ class UnitOfWork:
         self._transaction = self._connection.begin()
 
 
+    def savepoint(self) -> NestedTransaction:
+        """A savepoint: its ``rollback()`` undoes what was done since (and on PostgreSQL
+        lets go of the row locks taken since); its ``commit()`` keeps it in the transaction."""
+        assert self._connection is not None and self._transaction is not None
+        return self._connection.begin_nested()
+
+
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
+class _EngineUnits:
+    """Units of work on one engine; also :meth:`read_only` ones."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    def read_only(self) -> UnitOfWork:
+        return UnitOfWork(self.engine, read_only=True)
+
+
 def unit_of_work_factory(engine: Engine) -> UnitOfWorkFactory:
-    return lambda: UnitOfWork(engine)
+    return _EngineUnits(engine)
+
+
+def read_only(factory: UnitOfWorkFactory) -> UnitOfWork:
+    """A read-only unit of work from ``factory`` when it makes them (those of
+    :func:`unit_of_work_factory` do), else an ordinary one (fakes in tests)."""
+    maker = getattr(factory, "read_only", None)
+    if callable(maker):
+        made: UnitOfWork = maker()
+        return made
+    return factory()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,13 +27,14 @@ from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.state import atomic_write
 from slicelab.domain.errors import Conflict, InvalidInput, Unavailable
 from slicelab.testbed import processes
-from slicelab.testbed.record import Item, TestbedRecord
+from slicelab.testbed.record import DEFAULT_BASE, Item, TestbedRecord
 
 __all__ = ["DEFAULT_BASE", "HostInfo", "testbed_down", "testbed_status", "testbed_up"]
 
-DEFAULT_BASE = Path(os.environ.get("SLICELAB_TESTBED_DIR", "/var/lib/slicelab/testbed"))
 _STATE = "testbed.json"
 _PORT = 8470
+_SERVER_GRACE = 0.5  # seconds a stopping server may finish requests; its agents are gone
+_AGENT_GRACE = 3.0
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,8 @@ def _start_agent(record: TestbedRecord, base_dir: Path, *, index: int, ns: str,
                          prefix=f"t{record.info['tag']}{index}", host_ip=address)
     save_config(config, home / "agent.json")
     atomic_write(home / "enroll.token", token.encode(), mode=0o600)
-    argv = ["nsenter", f"--net=/var/run/netns/{ns}", "--", *processes.slicelab_argv(),
-            "agent", "run", "--config", str(home / "agent.json"),
+    argv = ["nsenter", f"--net=/var/run/netns/{ns}", "--", *processes.agent_argv(),
+            "run", "--config", str(home / "agent.json"),
             "--enroll-token-file", str(home / "enroll.token")]
     with record.step("agent", f"host{index}", ns=ns, home=str(home),
                      prefix=config.prefix) as item:
@@ -202,15 +202,18 @@ def _bring_up(record: TestbedRecord, base_dir: Path, addresses: list[str], prefi
 
 
 def _remove_agent(item: Item) -> None:
-    """Stop the agent, then remove what it made (agents are removed side by side)."""
+    """Stop the agent, then remove what it made (agents are removed side by side).
+
+    An agent stops after its current step; one still busy after :data:`_AGENT_GRACE` is
+    killed: its ledger survives ``kill -9`` and the cleanup removes what it made."""
     if "pid" in item.data:
-        processes.stop(item.data["pid"], item.data.get("start"))
+        processes.stop(item.data["pid"], item.data.get("start"), timeout=_AGENT_GRACE)
     _cleanup_agent(item)
 
 
 def _remove(item: Item, net: Netlink) -> None:
     if item.kind == "server" and "pid" in item.data:
-        processes.stop(item.data["pid"], item.data.get("start"), again_after=1.0)
+        processes.stop(item.data["pid"], item.data.get("start"), again_after=_SERVER_GRACE)
     elif item.kind in ("bridge", "veth"):
         net.delete_link(item.data.get("ifindex"), item.name)
     elif item.kind == "netns":
@@ -225,7 +228,7 @@ def _cleanup_agent(item: Item) -> None:
     if not (home / "agent.json").exists() or not (home / "state").exists():
         return
     argv = ["nsenter", f"--net=/var/run/netns/{item.data['ns']}", "--",
-            *processes.slicelab_argv(), "agent", "cleanup", "--config", str(home / "agent.json")]
+            *processes.agent_argv(), "cleanup", "--config", str(home / "agent.json")]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
     if done.returncode != 0:
         raise Unavailable(f"cleanup of {item.name} failed: {done.stderr.strip()}")

@@ -4,7 +4,8 @@
 reconcile logic can be tested without root. :class:`FakeAggregate` is an
 ``httpx.MockTransport`` speaking the node channel protocol (``/agent/v1``) and checking
 every signature with :func:`slicelab.identity.nodekey.verify`; ``down = True`` makes it
-unreachable, as a server restart or a network cut would.
+unreachable, as a server restart would. :class:`CutNetwork` puts a network that can go
+silent between an agent's channel and a :class:`FakeAggregate`, as a cut cable does.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from slicelab.agent.spec import LinkSpec, LinkStatus, SliverSpec, SliverState, S
 from slicelab.domain.errors import NotFound
 from slicelab.identity.nodekey import NodeAuthenticationFailed, NonceCache, encode_key, verify
 
-__all__ = ["FakeAggregate", "FakeLedger", "FakeRuntime", "tar_of"]
+__all__ = ["CutNetwork", "FakeAggregate", "FakeLedger", "FakeRuntime", "tar_of"]
 
 
 @dataclass
@@ -188,3 +190,67 @@ class FakeAggregate:
                 return httpx.Response(404, json={"detail": f"no image {name}"})
             return httpx.Response(200, content=self.images[name])
         return httpx.Response(404, json={"detail": "no such route"})
+
+
+class CutNetwork:
+    """Connections to a :class:`FakeAggregate` over a network that can go silent.
+
+    :meth:`transport` makes one connection (give it to ``Channel(make_transport=...)``):
+    it serves one request at a time, as an HTTP/1.1 connection does. While the network is
+    cut (:meth:`cut`, optionally only for some paths), a request on it hangs for its read
+    timeout times ``time_scale`` (recorded in :attr:`read_timeouts`, None meaning "would
+    hang forever") and then times out; that connection stays dead for good, like a TCP
+    connection whose peer vanished, so only a new one gets through after :meth:`restore`.
+    """
+
+    def __init__(self, aggregate: FakeAggregate, *, time_scale: float = 0.01) -> None:
+        self.aggregate = aggregate
+        self.time_scale = time_scale
+        self.made: list[_CutConnection] = []
+        self.read_timeouts: list[float | None] = []
+        self.connect_timeouts: list[float | None] = []
+        self._cut_paths: tuple[str, ...] | None = None
+
+    def transport(self) -> httpx.BaseTransport:
+        connection = _CutConnection(self)
+        self.made.append(connection)
+        return connection
+
+    def cut(self, *, paths: tuple[str, ...] = ("",)) -> None:
+        self._cut_paths = paths
+
+    def restore(self) -> None:
+        self._cut_paths = None
+
+    def silent_for(self, path: str) -> bool:
+        return self._cut_paths is not None and path.startswith(self._cut_paths)
+
+    def hang(self, request: httpx.Request) -> None:
+        timeouts = request.extensions.get("timeout", {})
+        read = timeouts.get("read")
+        self.read_timeouts.append(read)
+        self.connect_timeouts.append(timeouts.get("connect"))
+        limit = 5.0 if read is None else read * self.time_scale
+        time.sleep(limit)
+        raise httpx.ReadTimeout("the peer went silent", request=request)
+
+
+class _CutConnection(httpx.BaseTransport):
+    def __init__(self, network: CutNetwork) -> None:
+        self.network = network
+        self.dead = False
+        self.closed = False
+        self._busy = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._busy:
+            if self.closed:
+                raise httpx.ConnectError("connection closed", request=request)
+            if self.dead or self.network.silent_for(request.url.path):
+                self.dead = True
+                self.network.hang(request)
+            request.read()
+            return self.network.aggregate.handle(request)
+
+    def close(self) -> None:
+        self.closed = True

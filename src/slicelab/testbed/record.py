@@ -9,6 +9,7 @@ again with the object's ids (ifindex, pid and process start time) after, so that
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,9 @@ from typing import Any, Literal
 
 from slicelab.agent.state import atomic_write
 
-__all__ = ["Item", "Kind", "TestbedRecord"]
+__all__ = ["DEFAULT_BASE", "Item", "Kind", "TestbedRecord"]
+
+DEFAULT_BASE = Path(os.environ.get("SLICELAB_TESTBED_DIR", "/var/lib/slicelab/testbed"))
 
 Kind = Literal["netns", "bridge", "veth", "server", "agent"]
 

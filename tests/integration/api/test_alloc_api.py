@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,7 @@ MINIMAL_RSPEC = Path("/work/shared/rspec/examples/geni-tools__amapi2-request-min
 def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SLICELAB_SWEEP_INTERVAL", "0")
-    return create_app(settings, uow_factory=uow_factory)
+    return create_app(replace(settings, sweep_interval=0), uow_factory=uow_factory)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,7 @@ RSPEC = Path("/work/shared/rspec/examples/geni-tools__amapi2-request-minimal.xml
 def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SLICELAB_SWEEP_INTERVAL", "0")
-    return create_app(settings, uow_factory=uow_factory)
+    return create_app(replace(settings, sweep_interval=0), uow_factory=uow_factory)
 
 
 @pytest.fixture
@@ -89,3 +89,13 @@ def test_find_slot_quota_limits_and_a_refusal_explained(cli_env: None, tmp_path:
     assert limits.exit_code == 0 and "slivers_per_slice" in limits.output
     long = _run("slice", "allocate", "p/s", "--topology", str(topo), "--duration", "2d")
     assert long.exit_code != 0 and "at most 1 day" in long.output
+
+
+def test_find_slot_says_why_no_window_fits(cli_env: None, tmp_path: Path) -> None:
+    topo = tmp_path / "topo.json"
+    topo.write_text(json.dumps({"nodes": [{"name": "big", "cores": 64}]}))
+    refused = _run("resources", "find-slot", "--topology", str(topo), "--duration", "1h")
+    assert refused.exit_code != 0
+    assert "cannot place node 'big'" in refused.output
+    assert "constraint: capacity" in refused.output and "no window of" in refused.output
+    assert "host1:" in refused.output and "cores" in refused.output

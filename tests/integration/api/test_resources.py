@@ -24,7 +24,13 @@ AUTH = "test.slicelab"
 EXAMPLES = Path("/work/shared/rspec/examples")
 if not EXAMPLES.exists():
     EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "rspec" / "examples"
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The test's "now", taken when it starts (node health is judged against the clock, so a
+    time fixed at import would make the nodes look down in a long, slow run)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _node(name: str, site: str, *, state: BootState, seen: datetime | None, cores: int,
@@ -36,33 +42,34 @@ def _node(name: str, site: str, *, state: BootState, seen: datetime | None, core
                 inventory=inv, last_seen=seen)
 
 
-def seed(uow_factory: UnitOfWorkFactory) -> None:
+def seed(uow_factory: UnitOfWorkFactory, now: datetime) -> None:
     """Sites lab and edge; n1 (up, a GPU, booked 4 cores in an hour), n2 (down), n3 (debug)."""
     with uow_factory() as uow:
         for name in ("lab", "edge"):
-            uow.aggregate.sites.add(Site(name=name, urn=site_urn(AUTH, name), created=NOW))
-        for node in (_node("n1", "lab", state=BootState.BOOT, seen=NOW, cores=8, gpu=True),
-                     _node("n2", "lab", state=BootState.BOOT, seen=NOW - timedelta(hours=1),
+            uow.aggregate.sites.add(Site(name=name, urn=site_urn(AUTH, name), created=now))
+        for node in (_node("n1", "lab", state=BootState.BOOT, seen=now, cores=8, gpu=True),
+                     _node("n2", "lab", state=BootState.BOOT, seen=now - timedelta(hours=1),
                            cores=4),
-                     _node("n3", "edge", state=BootState.DEBUG, seen=NOW, cores=2)):
-            uow.aggregate.nodes.add(node, sealed_key="-", created=NOW)
+                     _node("n3", "edge", state=BootState.DEBUG, seen=now, cores=2)):
+            uow.aggregate.nodes.add(node, sealed_key="-", created=now)
         conn = uow.aggregate.nodes.connection
         creator = conn.execute(select(members.c.id)).scalars().first()
-        pid = conn.execute(insert(projects).values(name="p", description="", created=NOW)
+        pid = conn.execute(insert(projects).values(name="p", description="", created=now)
                            ).inserted_primary_key[0]
         sid = conn.execute(insert(slices).values(
-            project_id=pid, name="s", urn=f"urn:publicid:IDN+{AUTH}+slice+s", created=NOW,
-            expires=NOW + timedelta(days=1), creator_id=creator)).inserted_primary_key[0]
-        window = Window(NOW + timedelta(hours=1), NOW + timedelta(hours=3))
-        uow.leases.leases.add(LeaseRow("L1", sid, "p", "s", window, "active", False, NOW),
+            project_id=pid, name="s", urn=f"urn:publicid:IDN+{AUTH}+slice+s", created=now,
+            expires=now + timedelta(days=1), creator_id=creator)).inserted_primary_key[0]
+        window = Window(now + timedelta(hours=1), now + timedelta(hours=3))
+        uow.leases.leases.add(LeaseRow("L1", sid, "p", "s", window, "active", False, now),
                               [Booking("L1", "n-n1", str(sid), window,
                                        Resources.of(cores=4, memory_mib=8192), sliver="x1")])
         uow.commit()
 
 
 @pytest.fixture
-def seeded(uow_factory: UnitOfWorkFactory, admin: dict[str, str]) -> dict[str, str]:
-    seed(uow_factory)
+def seeded(uow_factory: UnitOfWorkFactory, admin: dict[str, str],
+           now: datetime) -> dict[str, str]:
+    seed(uow_factory, now)
     return admin
 
 
@@ -70,18 +77,19 @@ def _nodes(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {n["name"]: n for s in body["sites"] for n in s["nodes"]}
 
 
-def test_free_now_and_over_a_window_with_a_booking(client: Any, seeded: dict[str, str]) -> None:
-    now = client.get(f"{API}/resources", headers=seeded)
-    assert now.status_code == 200, now.text
-    nodes = _nodes(now.json())
-    assert [s["name"] for s in now.json()["sites"]] == ["edge", "lab"]
+def test_free_now_and_over_a_window_with_a_booking(client: Any, seeded: dict[str, str],
+                                                    now: datetime) -> None:
+    current = client.get(f"{API}/resources", headers=seeded)
+    assert current.status_code == 200, current.text
+    nodes = _nodes(current.json())
+    assert [s["name"] for s in current.json()["sites"]] == ["edge", "lab"]
     assert nodes["n1"]["free"]["cores"] == 8 and nodes["n1"]["health"] == "up"
     assert nodes["n1"]["free"]["devices"] == {"gpu": 1}
     assert nodes["n2"]["health"] == "down" and not nodes["n2"]["available"]
     assert nodes["n2"]["free"]["cores"] == 0 and nodes["n2"]["capacity"]["cores"] == 4
     assert nodes["n3"]["boot_state"] == "debug" and nodes["n3"]["free"]["cores"] == 0
-    start = (NOW + timedelta(hours=2)).isoformat()
-    until = (NOW + timedelta(hours=5)).isoformat()
+    start = (now + timedelta(hours=2)).isoformat()
+    until = (now + timedelta(hours=5)).isoformat()
     later = client.get(f"{API}/resources", headers=seeded,
                        params={"from": start, "until": until, "site": "lab"})
     assert later.status_code == 200, later.text
@@ -91,18 +99,19 @@ def test_free_now_and_over_a_window_with_a_booking(client: Any, seeded: dict[str
     assert (n1["free"]["cores"], n1["free"]["memory_mib"]) == (4, 16384 - 8192)
     assert lab[0]["free"]["cores"] == 4 and lab[0]["up"] == 1
     after = client.get(f"{API}/resources", headers=seeded,
-                       params={"from": (NOW + timedelta(hours=3)).isoformat()})
+                       params={"from": (now + timedelta(hours=3)).isoformat()})
     assert _nodes(after.json())["n1"]["free"]["cores"] == 8  # the lease ends at +3h
 
 
-def test_resources_refuses_bad_input(client: Any, seeded: dict[str, str]) -> None:
+def test_resources_refuses_bad_input(client: Any, seeded: dict[str, str],
+                                     now: datetime) -> None:
     assert client.get(f"{API}/resources", headers=seeded,
                       params={"site": "nowhere"}).status_code == 404
     naive = client.get(f"{API}/resources", headers=seeded, params={"from": "2031-01-01T10:00"})
     assert naive.status_code == 422
     backwards = client.get(f"{API}/resources", headers=seeded,
-                           params={"from": NOW.isoformat(),
-                                   "until": (NOW - timedelta(hours=1)).isoformat()})
+                           params={"from": now.isoformat(),
+                                   "until": (now - timedelta(hours=1)).isoformat()})
     assert backwards.status_code == 422
     assert client.get(f"{API}/resources").status_code == 401
 
@@ -157,7 +166,7 @@ def test_validate_endpoint_reports_broken_documents(client: Any, admin: dict[str
 
 
 def test_cli_shows_resources_and_renders_the_advertisement(
-        client: Any, seeded: dict[str, str], tmp_path: Path,
+        client: Any, seeded: dict[str, str], tmp_path: Path, now: datetime,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
@@ -173,7 +182,7 @@ def test_cli_shows_resources_and_renders_the_advertisement(
         assert table.exit_code == 0, table.output
         assert "site lab: 1/2 up" in table.output and "n2" in table.output
         as_json = runner.invoke(cli, ["resources", "--json", "--from",
-                                      (NOW + timedelta(hours=2)).isoformat()])
+                                      (now + timedelta(hours=2)).isoformat()])
         assert as_json.exit_code == 0 and '"free"' in as_json.output
         xml = runner.invoke(cli, ["resources", "advertisement", "--xml"])
     assert xml.exit_code == 0, xml.output

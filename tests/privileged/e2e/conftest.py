@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -27,5 +28,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         yield made
     finally:
+        began = time.monotonic()
         left = close_world(made)
+        print(f"\ntestbed torn down in {time.monotonic() - began:.1f} s")
     assert not left, f"left behind: {left}"

@@ -60,7 +60,7 @@ def restart_agent(world: World, host: str, *, kill: bool = True) -> int:
                  timeout=10, every=0.01)
     home = Path(item.data["home"])
     argv = ["nsenter", f"--net=/var/run/netns/{item.data['ns']}", "--",
-            *processes.slicelab_argv(), "agent", "run", "--config", str(home / "agent.json")]
+            *processes.agent_argv(), "run", "--config", str(home / "agent.json")]
     pid, start = processes.spawn(argv, log=home / "agent.log")
     _update(world, item, pid, start)
     return pid

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import statistics
 import time
 from collections.abc import Iterator
@@ -46,7 +48,11 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedRecord]:
         pids = [(i.data["pid"], i.data["start"]) for i in record.items if "pid" in i.data]
         yield record
     finally:
+        began = time.monotonic()
         testbed.testbed_down(base_dir=base)
+        took = time.monotonic() - began
+        print(f"\ntestbed down in {took:.1f} s")
+    assert took < 20, f"testbed down took {took:.1f} s"
     tag = record.info["tag"] if record else ""
     assert not _mine(set(netns.listnetns()), tag)
     assert not _mine(_links(), tag)
@@ -115,3 +121,44 @@ def test_the_state_file_names_every_process_by_pid(bed: TestbedRecord) -> None:
     pids = [(i.data["pid"], i.data["start"]) for i in record.items if "pid" in i.data]
     assert len(pids) == 3
     assert all(processes.alive(pid, start) for pid, start in pids)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if any(line.split() == ["PPid:", str(pid)] for line in lines):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_an_agent_ends_on_sigterm_with_its_helpers(bed: TestbedRecord) -> None:
+    """SIGTERM alone (no SIGKILL) ends an agent promptly, and no process it forked stays."""
+    record = TestbedRecord.load(bed.path)
+    assert record is not None
+    item = next(i for i in record.of_kind("agent") if i.name == "host2")
+    pid, start = item.data["pid"], item.data["start"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    while processes.alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not processes.alive(pid, start), "the agent ignored SIGTERM for 5 s"
+    assert not _children(pid)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # our child: reap it
+
+
+def test_the_server_stops_at_once_while_agents_long_poll(bed: TestbedRecord) -> None:
+    """The last test: it stops the server (the teardown copes with a server gone)."""
+    server = TestbedRecord.load(bed.path)
+    assert server is not None
+    item = server.of_kind("server")[0]
+    time.sleep(0.5)  # both agents are in a long-poll (wait 25 s)
+    began = time.monotonic()
+    processes.stop(item.data["pid"], item.data["start"], again_after=0.5)
+    took = time.monotonic() - began
+    print(f"\nserver stopped in {took:.2f} s")
+    assert took < 3.0

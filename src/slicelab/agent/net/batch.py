@@ -161,7 +161,7 @@ class Batch:
         return found
 
     def _collect(self, pending: set[int], found: dict[int, int]) -> list[str]:
-        failures = []
+        failures: list[str] = []
         while pending:
             buffer = self.sock.recv(1 << 20)
             for seq, kind, body in _messages(buffer):

@@ -2,8 +2,9 @@
 
 Commands are JSON, run by libnftables in this process (through ctypes: no process per
 call) or, where the library is missing, by ``nft -j -e -a -f -`` on stdin. Many commands go
-in one call, which nftables applies as one transaction. Each rule carries a comment naming its ledger record, so that a rule made just before a
-crash (whose handle was never written down) can still be found and removed by that id.
+in one call, which nftables applies as one transaction. Each rule carries a comment
+naming its ledger record, so that a rule made just before a crash (whose handle was never
+written down) can still be found and removed by that id.
 
 Port forwarding of a sliver with ports ``[F, F+n)``: ``host_ip:F`` (TCP) goes to the
 sliver's port 22; ``host_ip:F+i`` for ``i >= 1`` (TCP and UDP) goes to the same port

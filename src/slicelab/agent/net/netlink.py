@@ -1,22 +1,27 @@
 """Netlink operations through pyroute2: namespaces, veth, bridges, VXLAN, addresses, tbf.
 
 Works in whatever network namespace the calling process is in ("the host side"); the
-sliver side is reached by the namespace's name under /var/run/netns. Every call that
-removes takes an ifindex and the name it had, and does nothing if it is already gone.
+sliver side is reached by the namespace's name under /var/run/netns, through a socket
+opened inside it by a thread (:mod:`slicelab.agent.net.namespaces`, no helper process).
+Bulk work goes through :meth:`Netlink.batch` (:mod:`slicelab.agent.net.batch`). Every call
+that removes takes an ifindex and the name it had, and does nothing if it is already gone.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from slicelab.agent.net import namespaces
+from slicelab.agent.net.batch import LOOPBACK, Batch
 from slicelab.agent.net.shaping import tbf_params
 from slicelab.agent.runtime.errors import KernelError
 
@@ -30,40 +35,62 @@ class Netlink:
 
     def __init__(self) -> None:
         self._ipr = IPRoute()
+        self._raw = namespaces.route_socket()
 
     def close(self) -> None:
         self._ipr.close()
+        self._raw.close()
 
     @contextmanager
     def _in(self, ns: str | None) -> Iterator[Any]:
         if ns is None:
             yield self._ipr
             return
-        sock = NetNS(ns)
+        sock = IPRoute(use_socket=namespaces.run_in(ns, namespaces.route_socket))
         try:
             yield sock
         finally:
             sock.close()
 
+    def batch(self, sock: socket.socket | None = None) -> Batch:
+        """A request batch on ``sock`` (a socket from :meth:`open_netns`), else the host's."""
+        return Batch(self._raw if sock is None else sock)
+
     # namespaces -------------------------------------------------------------
     def netns_exists(self, name: str) -> bool:
-        return name in netns.listnetns()
+        return namespaces.exists(name)
+
+    def open_netns(self, name: str) -> socket.socket:
+        """A route socket inside namespace ``name``, made (with lo up) if it is missing."""
+        if self.netns_exists(name):
+            sock = namespaces.run_in(name, namespaces.route_socket)
+        else:
+            sock = namespaces.create(name)
+        inside = Batch(sock)
+        inside.set_link(LOOPBACK, up=True)
+        try:
+            inside.send()
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def create_netns(self, name: str) -> None:
-        if not self.netns_exists(name):
-            netns.create(name)
-        with self._in(name) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        self.open_netns(name).close()
 
     def delete_netns(self, name: str) -> None:
-        if self.netns_exists(name):
-            netns.remove(name)
+        namespaces.remove(name)
 
     # links ------------------------------------------------------------------
     def lookup(self, name: str, *, ns: str | None = None) -> int | None:
         with self._in(ns) as sock:
-            found = sock.link_lookup(ifname=name)
-        return int(found[0]) if found else None
+            try:
+                found = sock.link("get", ifname=name)
+            except NetlinkError as exc:
+                if exc.code in _GONE:
+                    return None
+                raise
+        return int(found[0]["index"]) if found else None
 
     def has_link(self, ifindex: int, name: str, *, ns: str | None = None) -> bool:
         """True if ``ifindex`` exists and still has ``name`` (guards against reuse)."""
@@ -96,7 +123,7 @@ class Netlink:
         while self.has_link(ifindex, name):
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.02)
+            time.sleep(0.002)
         return True
 
     def add_bridge(self, name: str) -> int:

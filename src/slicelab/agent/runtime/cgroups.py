@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 from slicelab.agent.runtime.errors import KernelError
 
 __all__ = ["CgroupDriver", "CgroupV1", "CgroupV2", "Limits", "kill_all", "procs", "remove_dir",
-           "select_driver"]
+           "select_driver", "signal_all"]
 
 _PERIOD_US = 100_000
 _CONTROLLERS = ("cpu", "memory", "pids")
@@ -121,6 +121,13 @@ def procs(group: Path) -> list[int]:
         return []
 
 
+def signal_all(group: Path, *, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to every process in ``group`` once, without waiting."""
+    for pid in procs(group):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 def kill_all(group: Path, *, sig: int = signal.SIGKILL, timeout: float = 5.0) -> None:
     """Signal every process in ``group`` until it is empty (SIGKILL) or once (others)."""
     deadline = time.monotonic() + timeout
@@ -132,7 +139,7 @@ def kill_all(group: Path, *, sig: int = signal.SIGKILL, timeout: float = 5.0) ->
             return
         if time.monotonic() > deadline:
             raise KernelError(f"processes {pids} in {group} survive SIGKILL")
-        time.sleep(0.01)
+        time.sleep(0.001)
 
 
 def remove_dir(group: Path, *, timeout: float = 5.0) -> None:
@@ -148,4 +155,4 @@ def remove_dir(group: Path, *, timeout: float = 5.0) -> None:
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                 raise KernelError(f"cannot remove cgroup {group}: {exc}") from exc
-            time.sleep(0.02)
+            time.sleep(0.002)

@@ -12,20 +12,23 @@ its state dir, so several agents can share a machine (each in its own network na
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from slicelab.agent.ledger import Ledger, Record, unwind
-from slicelab.agent.net import names
+from slicelab.agent.net import names, namespaces
+from slicelab.agent.net.batch import Batch, Peer
 from slicelab.agent.net.nat import Nft, dnat_rules, masquerade_rule, metadata_rule
 from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.runtime import cgroups, process
 from slicelab.agent.runtime.errors import KernelError
 from slicelab.agent.runtime.mounts import is_mounted, mount_overlay
-from slicelab.agent.runtime.removers import make_removers, stop_groups
+from slicelab.agent.runtime.removers import Deferred, make_removers, stop_groups
 from slicelab.agent.spec import (
     InterfaceSpec,
     LinkSpec,
@@ -35,7 +38,7 @@ from slicelab.agent.spec import (
     SliverStatus,
     spec_digest,
 )
-from slicelab.domain.errors import NotFound
+from slicelab.domain.errors import InvalidInput, NotFound
 
 __all__ = ["LINK_MTU", "NodeRuntime"]
 
@@ -50,6 +53,45 @@ def _sliver(sliver_id: str) -> str:
 
 def _link(link_id: str) -> str:
     return f"link:{link_id}"
+
+
+@dataclass
+class _Iface:
+    """A link interface of a sliver being built: its record and what it attaches to."""
+
+    spec: InterfaceSpec
+    record: Record
+    bridge: int | None
+    qdiscs: list[Record]
+    capacity: float | None = None
+
+
+@dataclass
+class _Plan:
+    """The records (intents) of one sliver's build, begun together."""
+
+    ns: str
+    netns: Record
+    control: Record
+    ifaces: list[_Iface]
+    rules: Record
+    files: list[Record]
+    process: Record
+
+    def records(self) -> list[Record]:
+        """Every record, in the order they were begun."""
+        ifaces = [r for i in self.ifaces for r in (i.record, *i.qdiscs)]
+        return [self.netns, self.control, *ifaces, self.rules, *self.files, self.process]
+
+
+def _indexes(batch: Batch, wanted: list[tuple[Record, str, str]]) -> None:
+    """Send ``batch`` plus a lookup of each name; store each ifindex in its record's data."""
+    keys = [(record, key, batch.get_link(name), name) for record, key, name in wanted]
+    found = batch.send()
+    for record, key, seq, name in keys:
+        if seq not in found:
+            raise KernelError(f"link {name} did not appear")
+        record.data[key] = found[seq]
 
 
 class NodeRuntime:
@@ -69,34 +111,68 @@ class NodeRuntime:
         self.net = Netlink()
         self.nft = Nft()
         self.cgroups = cgroups.select_driver(prefix=prefix, mode=cgroup_mode)
-        self._removers = make_removers(self.net, self.nft)
+        self._launcher = process.Launcher()
+        self._deferred = Deferred()
+        self._removers = make_removers(self.net, self.nft, self._deferred)
         self.table = names.table_name(prefix)
         self.control_bridge = names.ifname(prefix, "k", "control")
 
     def close(self) -> None:
+        self._launcher.reap()
         self.net.close()
         self.ledger.close()
 
     # slivers ------------------------------------------------------------------
     def ensure_sliver(self, spec: SliverSpec) -> SliverStatus:
+        return self.ensure_slivers([spec])[0]
+
+    def ensure_slivers(self, specs: Sequence[SliverSpec]) -> list[SliverStatus]:
+        """:meth:`ensure_sliver` of many at once, with the same result and guarantees.
+
+        Those to (re)build are built together: their intents in one ledger transaction,
+        their port forwarding in one nft transaction, their inits started one after the
+        other and awaited together, and their completion in one more transaction.
+        """
+        if len({s.sliver_id for s in specs}) != len(specs):
+            raise InvalidInput("a sliver id appears twice", field="sliver_id")
+        fresh = [spec for spec in specs if not self._current(spec)]
+        if fresh:
+            self._ensure_agent()
+            self._build_slivers(fresh)
+        return [self.status(spec.sliver_id) for spec in specs]
+
+    def _current(self, spec: SliverSpec) -> bool:
+        """Bring an intact sliver built from this spec up to date (True), or unwind it."""
         owner = _sliver(spec.sliver_id)
         digest = spec_digest(replace(spec, files=()))  # new identity files need no rebuild
         if self.ledger.owner_digest(owner) == digest and self._intact(spec.sliver_id):
             self._write_files(spec)
             if self.status(spec.sliver_id).state is not SliverState.RUNNING:
                 self.start(spec.sliver_id)
-            return self.status(spec.sliver_id)
+            return True
         unwind(self.ledger, owner, self._removers)
         self.ledger.mark_owner(owner, digest=digest, complete=False)
-        self._ensure_agent()
-        self._build_sliver(spec)
-        self.ledger.mark_owner(owner, digest=digest, complete=True)
-        return self.status(spec.sliver_id)
+        return False
 
     def remove_sliver(self, sliver_id: str) -> None:
         owner = _sliver(sliver_id)
         unwind(self.ledger, owner, self._removers)
         self.ledger.drop_owner(owner)
+        self._launcher.reap()
+
+    def remove_slivers(self, sliver_ids: Sequence[str]) -> None:
+        """:meth:`remove_sliver` of many: their processes killed in one pass first, and
+        their namespaces' veth ends awaited together at the end."""
+        for sliver_id in sliver_ids:
+            for group in self._groups(sliver_id):
+                cgroups.signal_all(group)
+        self._deferred.active = True
+        try:
+            for sliver_id in sliver_ids:
+                self.remove_sliver(sliver_id)
+        finally:
+            self._deferred.active = False
+            self._deferred.settle(self.net)
 
     def list_slivers(self) -> list[SliverStatus]:
         return [self.status(o.split(":", 1)[1]) for o in self.ledger.owners()
@@ -169,8 +245,10 @@ class NodeRuntime:
 
     def cleanup_all(self) -> None:
         """Remove everything this agent ever made (from the ledger), the agent's last."""
-        for owner in self.ledger.owners():
-            if owner != _AGENT:
+        owners = self.ledger.owners()
+        self.remove_slivers([o.split(":", 1)[1] for o in owners if o.startswith("sliver:")])
+        for owner in owners:
+            if owner != _AGENT and not owner.startswith("sliver:"):
                 unwind(self.ledger, owner, self._removers)
                 self.ledger.drop_owner(owner)
         unwind(self.ledger, _AGENT, self._removers)
@@ -224,58 +302,113 @@ class NodeRuntime:
             rec.data["rules"] = [("prerouting", self.nft.add_rule(rule))]
 
     # building a sliver ----------------------------------------------------------------
-    def _build_sliver(self, spec: SliverSpec) -> None:
-        owner = _sliver(spec.sliver_id)
-        ns = names.netns_name(self.prefix, spec.sliver_id)
-        with self.ledger.step(owner, "netns", ns) as netns_rec:
-            self.net.create_netns(ns)
-        self._control_iface(spec, ns, netns_rec)
-        for iface in spec.interfaces:
-            self._link_iface(spec.sliver_id, iface, ns, netns_rec)
-        self._forward_ports(spec)
+    def _build_slivers(self, specs: Sequence[SliverSpec]) -> None:
+        """Record every intent in one transaction, make the objects, mark them done in one."""
+        with self.ledger.transaction():
+            plans = [self._plan(spec) for spec in specs]
+        for spec, plan in zip(specs, plans, strict=True):
+            inside = self.net.open_netns(plan.ns)
+            try:
+                self._sliver_network(spec, plan, inside)
+            finally:
+                inside.close()
+        self._forward_ports(specs, plans)
+        launched = [(spec, plan, self._prepare_and_start(spec)) for spec, plan in
+                    zip(specs, plans, strict=True)]
+        for spec, plan, launcher in launched:
+            self._await_init(spec.sliver_id, plan.process, launcher)
+        with self.ledger.transaction():
+            for spec, plan in zip(specs, plans, strict=True):
+                for record in plan.records():
+                    self.ledger.finish(record)
+                self.ledger.mark_owner(_sliver(spec.sliver_id), complete=True,
+                                       digest=spec_digest(replace(spec, files=())))
+
+    def _prepare_and_start(self, spec: SliverSpec) -> int:
+        """Root file system, identity, cgroups and limits; then start the init."""
         merged = self._rootfs(spec)
         self._write_identity(spec, merged)
         for group in self.cgroups.dirs(spec.sliver_id):
-            with self.ledger.step(owner, "cgroup", str(group)):
-                group.mkdir(exist_ok=True)
+            group.mkdir(exist_ok=True)
         self.cgroups.apply(spec.sliver_id, cgroups.Limits(
             cores=spec.cores, memory_bytes=spec.memory_mib << 20, pids_max=spec.pids_max))
-        with self.ledger.step(owner, "process", "init") as rec:
-            rec.data["groups"] = [str(g) for g in self.cgroups.dirs(spec.sliver_id)]
-            self._launch(spec.sliver_id, rec)
+        return self._start_init(spec.sliver_id)
 
-    def _control_iface(self, spec: SliverSpec, ns: str, netns_rec: Record) -> None:
+    def _plan(self, spec: SliverSpec) -> _Plan:
         owner = _sliver(spec.sliver_id)
-        address = self.ledger.take_address(owner, self._candidates())
-        host = names.ifname(self.prefix, "c", spec.sliver_id)
-        with self.ledger.step(owner, "link", host, parent=netns_rec.id) as rec:
-            peer = names.ifname(self.prefix, "t", spec.sliver_id)
-            rec.data["ifindex"], inner = self.net.add_veth(host, peer=peer, ns=ns)
-        bridge = self._record(_AGENT, "link", self.control_bridge).data["ifindex"]
-        self.net.configure(rec.data["ifindex"], master=bridge, state="up")
-        self.net.isolate_port(rec.data["ifindex"])
-        self.net.configure(inner, ns=ns, ifname="eth0", state="up")
-        self.net.add_address(inner, f"{address}/{self.subnet.prefixlen}", ns=ns)
-        self.net.add_default_route(str(self.gateway), ns=ns)
+        ns = names.netns_name(self.prefix, spec.sliver_id)
+        with self.ledger.transaction():
+            netns = self.ledger.begin(owner, "netns", ns)
+            address = self.ledger.take_address(owner, self._candidates())
+            control = self.ledger.begin(
+                owner, "link", names.ifname(self.prefix, "c", spec.sliver_id),
+                parent=netns.id, data={"address": address})
+            ifaces = [self._plan_iface(spec.sliver_id, iface, ns, netns)
+                      for iface in spec.interfaces]
+            base = self.state_dir / "slivers" / spec.sliver_id
+            rules = self.ledger.begin(owner, "nft-rules", self._comment(spec.sliver_id), data={
+                "table": self.table, "first_port": spec.ports.first_port})
+            fs = [self.ledger.begin(owner, "dir", str(base)),
+                  self.ledger.begin(owner, "mount", str(base / "root"))]
+            groups = [str(g) for g in self.cgroups.dirs(spec.sliver_id)]
+            fs += [self.ledger.begin(owner, "cgroup", g) for g in groups]
+            process = self.ledger.begin(owner, "process", "init", data={"groups": groups})
+        return _Plan(ns, netns, control, ifaces, rules, fs, process)
 
-    def _link_iface(self, sliver_id: str, iface: InterfaceSpec, ns: str,
-                    netns_rec: Record) -> None:
+    def _plan_iface(self, sliver_id: str, iface: InterfaceSpec, ns: str,
+                    netns: Record) -> _Iface:
         owner = _sliver(sliver_id)
         host = names.ifname(self.prefix, "v", f"{sliver_id}/{iface.link_id}")
         data = {"link_id": iface.link_id, "inner": iface.ifname, "ns_name": ns,
                 "capacity": iface.capacity_mbps}
-        with self.ledger.step(owner, "link", host, parent=netns_rec.id, data=data) as rec:
-            peer = names.ifname(self.prefix, "p", f"{sliver_id}/{iface.link_id}")
-            rec.data["ifindex"], rec.data["inner_index"] = self.net.add_veth(host, peer=peer,
-                                                                             ns=ns)
-        attrs: dict[str, object] = {"ifname": iface.ifname, "mtu": LINK_MTU, "state": "up"}
-        if iface.mac:
-            attrs["address"] = iface.mac
-        self.net.configure(rec.data["inner_index"], ns=ns, **attrs)
-        if iface.ipv4:
-            self.net.add_address(rec.data["inner_index"], iface.ipv4, ns=ns)
-        self.net.configure(rec.data["ifindex"], mtu=LINK_MTU, state="up")
-        self._attach(rec)
+        record = self.ledger.begin(owner, "link", host, parent=netns.id, data=data)
+        bridge = self.ledger.find(_link(iface.link_id), "link",
+                                  names.ifname(self.prefix, "b", iface.link_id))
+        if bridge is None or "ifindex" not in bridge.data:
+            return _Iface(iface, record, None, [])
+        capacity = iface.capacity_mbps or bridge.data.get("capacity")
+        qdiscs = [self.ledger.begin(owner, "qdisc", name, parent=record.id, data={"ns": where})
+                  for name, where in ((host, None), (iface.ifname, ns))] if capacity else []
+        return _Iface(iface, record, bridge.data["ifindex"], qdiscs, capacity)
+
+    def _sliver_network(self, spec: SliverSpec, plan: _Plan, inside: socket.socket) -> None:
+        """Both veths of every interface in one host batch, the inner side in one more."""
+        bridge = self._record(_AGENT, "link", self.control_bridge).data["ifindex"]
+        host = self.net.batch()
+        ns_fd = namespaces.open_fd(plan.ns)
+        try:
+            host.add_veth(plan.control.name, peer=Peer("eth0", ns_fd), master=bridge)
+            for item in plan.ifaces:
+                host.add_veth(item.record.name, mtu=LINK_MTU, master=item.bridge,
+                              peer=Peer(item.spec.ifname, ns_fd, mtu=LINK_MTU,
+                                        address=item.spec.mac))
+            _indexes(host, [(plan.control, "ifindex", plan.control.name)] +
+                     [(i.record, "ifindex", i.record.name) for i in plan.ifaces])
+        finally:
+            os.close(ns_fd)
+        inner = self.net.batch(inside)
+        _indexes(inner, [(plan.control, "inner_index", "eth0")] +
+                 [(i.record, "inner_index", i.spec.ifname) for i in plan.ifaces])
+        self._configure(spec, plan, host, inner)
+
+    def _configure(self, spec: SliverSpec, plan: _Plan, host: Batch, inner: Batch) -> None:
+        host.isolate_port(plan.control.data["ifindex"])
+        inner.set_link(plan.control.data["inner_index"], up=True)
+        inner.add_address(plan.control.data["inner_index"],
+                          f"{plan.control.data['address']}/{self.subnet.prefixlen}")
+        inner.default_route(str(self.gateway))
+        for item in plan.ifaces:
+            index, inside = item.record.data["ifindex"], item.record.data["inner_index"]
+            inner.set_link(inside, up=True)
+            if item.spec.ipv4:
+                inner.add_address(inside, item.spec.ipv4)
+            if item.capacity:
+                host.shape(index, item.capacity)
+                inner.shape(inside, item.capacity)
+                for qdisc, ifindex in zip(item.qdiscs, (index, inside), strict=True):
+                    qdisc.data["ifindex"] = ifindex
+        host.send()
+        inner.send()
 
     def _attach(self, iface: Record) -> None:
         """Put a sliver's link interface on its link's bridge and shape both directions."""
@@ -308,29 +441,27 @@ class NodeRuntime:
         return [r for r in self.ledger.records(owner)
                 if r.kind == "link" and "link_id" in r.data and r.done]
 
-    def _forward_ports(self, spec: SliverSpec) -> None:
-        owner = _sliver(spec.sliver_id)
-        comment = self._comment(spec.sliver_id)
-        data = {"table": self.table, "first_port": spec.ports.first_port}
-        with self.ledger.step(owner, "nft-rules", comment, data=data) as rec:
-            handles = []
-            for chain in ("prerouting", "output"):
-                for rule in dnat_rules(self.table, chain=chain, host_ip=self.host_ip,
-                                       target=str(self.ledger.address_of(owner)),
-                                       first_port=spec.ports.first_port,
-                                       count=spec.ports.count, comment=comment):
-                    handles.append((chain, self.nft.add_rule(rule)))
-            rec.data["rules"] = handles
+    def _forward_ports(self, specs: Sequence[SliverSpec], plans: Sequence[_Plan]) -> None:
+        """The slivers' DNAT rules in one nft transaction; each record gets its handles."""
+        rules = [(plan, rule) for spec, plan in zip(specs, plans, strict=True)
+                 for chain in ("prerouting", "output")
+                 for rule in dnat_rules(self.table, chain=chain, host_ip=self.host_ip,
+                                        target=str(plan.control.data["address"]),
+                                        first_port=spec.ports.first_port,
+                                        count=spec.ports.count,
+                                        comment=self._comment(spec.sliver_id))]
+        handles = self.nft.add_rules([rule for _, rule in rules])
+        for plan in plans:
+            plan.rules.data["rules"] = []
+        for (plan, rule), handle in zip(rules, handles, strict=True):
+            plan.rules.data["rules"].append((rule["chain"], handle))
 
     def _rootfs(self, spec: SliverSpec) -> Path:
-        owner = _sliver(spec.sliver_id)
         base = self.state_dir / "slivers" / spec.sliver_id
-        with self.ledger.step(owner, "dir", str(base)):
-            base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)
         merged = base / "root"
-        with self.ledger.step(owner, "mount", str(merged)):
-            mount_overlay(lower=spec.image_dir, upper=base / "upper", work=base / "work",
-                          target=merged)
+        mount_overlay(lower=spec.image_dir, upper=base / "upper", work=base / "work",
+                      target=merged)
         return merged
 
     def _write_files(self, spec: SliverSpec) -> None:
@@ -355,20 +486,27 @@ class NodeRuntime:
         keys.chmod(0o600)
 
     def _launch(self, sliver_id: str, record: Record) -> None:
+        self._await_init(sliver_id, record, self._start_init(sliver_id))
+        self.ledger.finish(record)
+
+    def _start_init(self, sliver_id: str) -> int:
+        """Start the sliver's init; the pid of its launcher."""
         base = self.state_dir / "slivers" / sliver_id
         if not is_mounted(base / "root"):
             raise KernelError(f"the root filesystem of sliver {sliver_id} is not mounted")
-        process.start_init(netns_path=Path("/var/run/netns") /
-                           names.netns_name(self.prefix, sliver_id),
-                           rootfs=base / "root", groups=self._groups(sliver_id),
-                           log=base / "console.log")
+        self._launcher.reap()
+        return self._launcher.start(netns_path=namespaces.path_of(
+            names.netns_name(self.prefix, sliver_id)), rootfs=base / "root",
+            groups=self._groups(sliver_id), log=base / "console.log")
+
+    def _await_init(self, sliver_id: str, record: Record, launcher: int) -> None:
+        """Wait until the init is PID 1 of its namespace; its pid and start time in record."""
         deadline = time.monotonic() + 10
         while (pid := self._init_pid(sliver_id)) is None:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not process.alive(launcher):
                 raise KernelError(f"the init of sliver {sliver_id} did not start")
-            time.sleep(0.01)
+            time.sleep(0.0005)
         record.data.update(pid=pid, start=process.proc_start_time(pid))
-        self.ledger.finish(record)
 
     # helpers -------------------------------------------------------------------------
     def _groups(self, sliver_id: str) -> list[Path]:

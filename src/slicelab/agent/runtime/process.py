@@ -1,8 +1,8 @@
 """Starting a sliver's init and running commands inside a sliver.
 
-:func:`start_init` forks twice (so the init is nobody's zombie) without starting a Python
-interpreter: the grandchild waits on a pipe until the parent has written its pid into
-every cgroup of the sliver, joins the sliver's network namespace (``setns``) and execs
+:class:`Launcher` forks once, without starting a Python interpreter: the child waits on a
+pipe until the parent has written its pid into every cgroup of the sliver, joins the
+sliver's network namespace (``setns``) and execs
 util-linux ``unshare --mount --uts --ipc --pid --fork --root=<rootfs>``, so the sliver's
 init (busybox init) is PID 1 of a new pid namespace, chrooted to the overlay root, and
 in its cgroups before its first instruction. :func:`run_inside` uses
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from slicelab.agent.runtime.errors import KernelError, MissingPackage
 
-__all__ = ["find_init", "proc_start_time", "run_inside", "start_init"]
+__all__ = ["Launcher", "alive", "find_init", "proc_start_time", "run_inside"]
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "dumb"}
 _CLONE_NEWNET = 0x40000000
@@ -45,36 +45,53 @@ def _unshare() -> str:
     return found
 
 
-def start_init(*, netns_path: Path, rootfs: Path, groups: Sequence[Path], log: Path) -> int:
-    """Launch the sliver's init detached, in ``groups`` from its first instruction.
+class Launcher:
+    """Starts sliver inits with one fork each (no interpreter) and reaps what it started.
 
-    Returns the pid of the ``unshare`` process (the init's parent, in the same groups).
+    The launched ``unshare`` process is a child of this process; when it ends (the sliver
+    stopped) :meth:`reap` collects it, so no zombie outlives the next call. A restarted
+    agent is no parent of the old inits; init (pid 1) reaps those.
     """
-    argv = [_unshare(), "--mount", "--uts", "--ipc", "--pid", "--fork",
-            "--propagation=private", f"--root={rootfs}", "--", "/bin/busybox", "init"]
-    fds = {"ns": os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC),
-           "log": os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600),
-           "null": os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)}
-    go_r, go_w = os.pipe()
-    pid_r, pid_w = os.pipe()
-    try:
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs in the forked child, which execs or exits
-            _detach(argv, fds, go_r=go_r, go_w=go_w, pid_w=pid_w)
-        os.close(pid_w)
-        os.close(go_r)
-        os.waitpid(child, 0)
-        spawned = int(os.read(pid_r, 32) or b"0")
-        return _release(spawned, groups, go_w)
-    finally:
-        for fd in (*fds.values(), go_w, pid_r):
-            os.close(fd)
+
+    def __init__(self) -> None:
+        self._children: set[int] = set()
+
+    def reap(self) -> None:
+        for pid in list(self._children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._children.discard(pid)
+
+    def start(self, *, netns_path: Path, rootfs: Path, groups: Sequence[Path],
+              log: Path) -> int:
+        """Launch the sliver's init, in ``groups`` from its first instruction.
+
+        Returns the pid of the ``unshare`` process (the init's parent, in the same groups).
+        """
+        argv = [_unshare(), "--mount", "--uts", "--ipc", "--pid", "--fork",
+                "--propagation=private", f"--root={rootfs}", "--", "/bin/busybox", "init"]
+        fds = {"ns": os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC),
+               "log": os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                              0o600),
+               "null": os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)}
+        go_r, go_w = os.pipe()
+        try:
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the forked child execs or exits
+                _launcher(argv, fds, go_r=go_r, go_w=go_w)
+            self._children.add(child)
+            os.close(go_r)
+            return _release(child, groups, go_w)
+        finally:
+            for fd in (*fds.values(), go_w):
+                os.close(fd)
 
 
 def _release(pid: int, groups: Sequence[Path], go_w: int) -> int:
     """Put ``pid`` in its groups, then let it exec; kill it if that fails."""
-    if pid <= 0:
-        raise KernelError("cannot start sliver init: the launcher did not fork")
     try:
         for group in groups:
             (group / "cgroup.procs").write_text(str(pid))
@@ -85,24 +102,12 @@ def _release(pid: int, groups: Sequence[Path], go_w: int) -> int:
     return pid
 
 
-def _detach(argv: list[str], fds: dict[str, int], *, go_r: int, go_w: int,
-            pid_w: int) -> None:  # pragma: no cover - forked child
-    """First child: a new session, fork the launcher, report its pid, exit."""
+def _launcher(argv: list[str], fds: dict[str, int], *, go_r: int,
+              go_w: int) -> None:  # pragma: no cover - forked child
+    """Wait until in the cgroups, join the netns, exec ``unshare`` (a new session)."""
     try:
         os.close(go_w)
         os.setsid()
-        grandchild = os.fork()
-        if grandchild == 0:
-            os.close(pid_w)
-            _launcher(argv, fds, go_r)
-        os.write(pid_w, str(grandchild).encode())
-    finally:
-        os._exit(0)
-
-
-def _launcher(argv: list[str], fds: dict[str, int], go_r: int) -> None:  # pragma: no cover
-    """Grandchild: wait until it is in its cgroups, join the netns, exec ``unshare``."""
-    try:
         if os.read(go_r, 1) != b"1":
             os._exit(1)  # the parent gave up (or died): never run outside the cgroups
         if _libc.setns(fds["ns"], _CLONE_NEWNET) != 0:
@@ -133,6 +138,15 @@ def find_init(pids: Sequence[int]) -> int | None:
         if len(ns) >= 2 and ns[-1] == "1":
             return pid
     return None
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists (a zombie too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def proc_start_time(pid: int) -> int | None:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -18,7 +19,25 @@ from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.runtime import cgroups
 from slicelab.agent.runtime.mounts import unmount
 
-__all__ = ["make_removers", "stop_groups"]
+__all__ = ["Deferred", "make_removers", "stop_groups"]
+
+
+@dataclass
+class Deferred:
+    """While ``active``, veth ends inside a removed namespace are not waited for one by one.
+
+    Their (ifindex, name) are collected in ``links``; :meth:`settle` then waits for all of
+    them at once (the kernel frees namespaces in batches) and deletes any still there.
+    """
+
+    active: bool = False
+    links: list[tuple[int, str]] = field(default_factory=list)
+
+    def settle(self, net: Netlink) -> None:
+        links, self.links = self.links, []
+        for ifindex, name in links:
+            if not net.wait_gone(ifindex, name):
+                net.delete_link(ifindex, name)
 
 
 def stop_groups(groups: list[Path], *, timeout: float) -> None:
@@ -32,10 +51,14 @@ def stop_groups(groups: list[Path], *, timeout: float) -> None:
         cgroups.kill_all(group)
 
 
-def make_removers(net: Netlink, nft: Nft) -> Mapping[str, Remover]:
+def make_removers(net: Netlink, nft: Nft,
+                  deferred: Deferred | None = None) -> Mapping[str, Remover]:
     def link(record: Record) -> None:
         ifindex = record.data.get("ifindex")
         if record.parent is not None and ifindex is not None:
+            if deferred is not None and deferred.active:
+                deferred.links.append((ifindex, record.name))
+                return
             net.wait_gone(ifindex, record.name)
         net.delete_link(ifindex, record.name, ns=record.data.get("ns"))
 
@@ -46,7 +69,10 @@ def make_removers(net: Netlink, nft: Nft) -> Mapping[str, Remover]:
                 net.del_remote(index, record.name)
 
     def qdisc(record: Record) -> None:
-        net.unshape(record.data["ifindex"], record.name, ns=record.data.get("ns"))
+        # a qdisc under a link record goes with that link (unwind removes the link first);
+        # without an ifindex it was never made
+        if record.parent is None and record.data.get("ifindex") is not None:
+            net.unshape(record.data["ifindex"], record.name, ns=record.data.get("ns"))
 
     def rules(record: Record) -> None:
         table = record.data["table"]
