@@ -17,7 +17,7 @@ synthetic hosts into the aggregate's tables with bulk inserts (COPY on PostgreSQ
     every waiting request on it, a writer thread writing each batch in one transaction (hosts
     locked, one statement for all leases, one for all bookings, one for the index rows);
   - the product path (``services.leases.book_lease``, what REST allocate and slice apply
-    run; 1 and 16 client threads, one slice each): per request one transaction that claims
+    run; 1 and 8 client threads, one slice each): per request one transaction that claims
     candidate hosts from the free-node index (rows locked, ``SKIP LOCKED`` on PostgreSQL),
     reads their bookings, places, inserts, rewrites the hosts' index rows and commits;
 * the free-node query (cores, memory, site, device) through ``SqlFreeHosts`` at the largest

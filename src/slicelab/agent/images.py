@@ -301,7 +301,7 @@ class SliverImages:
                 await client.post(self._server + STORE_PATH + "/cache", content=body,
                                   headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
-            log.info("cache report not sent: %s", exc)
+            log.info("cache report not sent: %r", exc)
 
     def _next(self) -> Want | None:
         with self._lock:

@@ -18,7 +18,7 @@ __all__ = ["agent_command", "app", "images"]
 app = typer.Typer(help="Enroll nodes, list them, move their boot states.", no_args_is_help=True)
 images = typer.Typer(help="Images the aggregate serves to its nodes.", no_args_is_help=True)
 NodeName = Annotated[str, typer.Argument(metavar="NAME", help="The node's name.")]
-STATE_DIR = "/var/lib/slicelab-agent"
+STATE_DIR = "/var/lib/slicelab/agent"
 
 
 def agent_command(url: str, token: str) -> str:

@@ -27,6 +27,9 @@ def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: without it every kept-alive request after the
+    # first waits ~40 ms for a delayed ACK (agent polls, image batches, uploads).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
         sock.listen(128)
@@ -62,7 +65,8 @@ def server(
     try:
         app = _build_app(db)
         output.plain(f"slicelab server listening on {_url(sock)} (Ctrl-C to stop)")
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                     timeout_graceful_shutdown=2)).run(sockets=[sock])
     except KeyboardInterrupt:
         output.plain("slicelab server stopped")
     finally:

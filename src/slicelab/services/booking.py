@@ -14,7 +14,10 @@ request of the batch gets the error (a batch placed meanwhile only saw less room
 was: never a double booking).
 
 The snapshot is the truth for this process, so the booker must be the only writer of
-bookings in its database (the aggregate manager of one site is one process).
+bookings in its database. The aggregate's own path (REST allocate, slice apply) does not use
+it: it books with :func:`slicelab.services.leases.book_lease`, which re-reads the calendar
+under row locks and is safe with any number of server processes. ``bench/placement.py``
+measures both.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def authenticate(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, nonces: 
                 return steady
     if failure is None:
         with uow_factory() as writing:
-            return _heartbeat(writing, ctx, node_id)
+            return _write_beat(writing, ctx, node_id)
     if failure.node_id is not None and failure.reason != "unknown":
         _count_failure(uow_factory, ctx, failure.node_id)
     raise failure
@@ -142,8 +142,13 @@ def _steady_beat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node |
 
 
 def _heartbeat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
-    """Note that the node was seen, written here (its boot state or failure count changes
-    with it, or there is no batcher)."""
+    """Note that the node was seen: batched for a steady node, else written here (its boot
+    state or failure count changes with it)."""
+    return _steady_beat(uow, ctx, node_id) or _write_beat(uow, ctx, node_id)
+
+
+def _write_beat(uow: UnitOfWork, ctx: AggregateContext, node_id: str) -> Node:
+    """Note that the node was seen, written in ``uow`` (committed)."""
     now = utcnow()
     node = uow.aggregate.nodes.find(node_id, lock=True)
     if node is None:

@@ -8,9 +8,10 @@ begins with a plain ``BEGIN``, which takes no write lock (a write transaction be
 ``BEGIN IMMEDIATE``, see :mod:`.engine`), so readers never wait for writers nor block them;
 its :meth:`~UnitOfWork.commit` refuses.
 
-On SQLite, write units of work of one process also queue on a lock per engine before they
-begin: SQLite's own busy handler polls, and under many threads a writer can starve past the
-busy timeout ("database is locked") although the database is only busy, never stuck.
+On SQLite, write units of work of one process also queue, first come first served, on a lock
+per engine before they begin (:class:`~.queue.FairLock`): SQLite's own busy handler polls, and
+under many threads a writer can starve past the busy timeout ("database is locked") although
+the database is only busy, never stuck.
 """
 
 from __future__ import annotations
@@ -31,23 +32,25 @@ from .inventory import HeartbeatRepository, InventoryRepository
 from .leases import LeaseStore
 from .members import KeyRepository, MemberRepository, TokenRepository
 from .projects import ProjectRepository
+from .queue import FairLock
 from .slices import SliceRepository
 
 __all__ = ["UnitOfWork", "UnitOfWorkFactory", "read_only", "unit_of_work_factory"]
 
 
-_WRITERS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
+WRITER_QUEUE_TIMEOUT = 6 * BUSY_TIMEOUT_MS / 1000  # seconds in line before giving up
+_WRITERS: WeakKeyDictionary[Engine, FairLock] = WeakKeyDictionary()
 _WRITERS_GUARD = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock | None:
+def _writer_lock(engine: Engine) -> FairLock | None:
     """The queue of this process's SQLite writers on ``engine`` (None on PostgreSQL)."""
     if engine.dialect.name != "sqlite":
         return None
     with _WRITERS_GUARD:
         lock = _WRITERS.get(engine)
         if lock is None:
-            lock = _WRITERS[engine] = threading.RLock()
+            lock = _WRITERS[engine] = FairLock()
         return lock
 
 
@@ -70,7 +73,7 @@ class UnitOfWork:
         self._queue = None if read_only else _writer_lock(engine)
 
     def __enter__(self) -> UnitOfWork:
-        if self._queue is not None and not self._queue.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+        if self._queue is not None and not self._queue.acquire(timeout=WRITER_QUEUE_TIMEOUT):
             raise Unavailable("the database stayed busy with other writers; try again")
         try:
             return self._begin()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -18,7 +18,9 @@ from slicelab.store.node_tables import nodes
 from slicelab.store.uow import UnitOfWorkFactory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from test_resources import NOW, seed
+from test_resources import seed
+
+NOW = datetime.now(UTC).replace(microsecond=0)  # every use below passes it explicitly
 
 
 def _seed(uow_factory: UnitOfWorkFactory) -> None:
@@ -27,7 +29,7 @@ def _seed(uow_factory: UnitOfWorkFactory) -> None:
     with uow_factory() as uow:
         uow.members.add(Member(name="root", email="root@example.org", created=NOW))
         uow.commit()
-    seed(uow_factory)
+    seed(uow_factory, NOW)
 
 
 def _last_seen(uow_factory: UnitOfWorkFactory) -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from image_bed import (
 )
 
 from slicelab.cli.images import node_cache_rows
+from slicelab.domain.errors import Unavailable
 from slicelab.images.store import ChunkStore
 from slicelab.sdk.images import ImageClient, Uploaded
 from slicelab.sdk.nodes import SliceStatus
@@ -50,7 +52,20 @@ def _topology(nodes: dict[str, tuple[str, str]]) -> dict[str, object]:
 def _apply(world: World, nodes: dict[str, tuple[str, str]], *,
            timeout: float = 60) -> SliceStatus:
     world.member.apply_topology(world.ref, _topology(nodes))
-    return wait_ready(world.member, world.ref, timeout=timeout)
+    return _ready(world, timeout=timeout)
+
+
+def _ready(world: World, *, timeout: float) -> SliceStatus:
+    """Wait until every sliver is ready; a busy server (503, "try again") is asked again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return wait_ready(world.member, world.ref, timeout=max(1.0, deadline -
+                                                                    time.monotonic()))
+        except Unavailable as exc:
+            if "try again" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _sh(world: World, node: str, script: str) -> str:
@@ -143,7 +158,7 @@ def test_an_agent_killed_mid_download_resumes_and_verifies(
     first_report = wait_for("host2 reports progress after its restart", lambda: _fresh_download(
         world, "host2", manifest.id, after=restarted), timeout=30, every=0.1)
     assert first_report["done"] >= held_bytes, "chunks held before the kill were fetched again"
-    wait_ready(world.member, world.ref, timeout=60)
+    _ready(world, timeout=60)
     _bulk_ok(world, "b2", sums)
     assert _sh(world, "n2", "cat /tmp/up") == "up\n"
 
@@ -179,7 +194,7 @@ def test_a_server_restarted_mid_download_completes(
              timeout=60, every=0.1)
     restart_server(world)
     wait_for("the server is back", lambda: _server_up(world), timeout=60)
-    status = wait_ready(world.member, world.ref, timeout=60)
+    status = _ready(world, timeout=60)
     assert status.sliver("b1").node == "host1"
     _bulk_ok(world, "b1", sums)
 
