@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -23,6 +24,11 @@ from sqlalchemy.exc import OperationalError
 from slicelab.store.engine import make_engine
 from slicelab.store.migrate import upgrade
 from slicelab.store.uow import UnitOfWorkFactory, unit_of_work_factory
+
+# The steering material (GENI schemas and real RSpecs) sits beside the checkout as shared/;
+# tests find it through SLICELAB_SHARED, set here once for every test module.
+_BESIDE = Path(__file__).resolve().parents[2] / "shared"
+os.environ.setdefault("SLICELAB_SHARED", str(_BESIDE if _BESIDE.is_dir() else "/work/shared"))
 
 POSTGRES_URL = os.environ.get(
     "SLICELAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/slicelab_test")

@@ -18,6 +18,7 @@ files (a tar or tar.gz is unpacked at ``path``, anything else placed there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -163,6 +164,7 @@ class SliverImages:
         self.errors: dict[str, str] = {}
         self._ready: set[str] = set()
         self._changed = threading.Event()
+        self._report_now = asyncio.Event()  # made again for each run of the fetching thread
         self._stop = threading.Event()
         self._report_every = report_every
         self._thread: threading.Thread | None = None
@@ -267,6 +269,7 @@ class SliverImages:
         asyncio.run(self._loop())
 
     async def _loop(self) -> None:
+        self._report_now = asyncio.Event()
         reporter = asyncio.create_task(self._reporter())
         try:
             while not self._stop.is_set():
@@ -283,16 +286,23 @@ class SliverImages:
 
     async def _reporter(self) -> None:
         """Post the cache report while anything changes; wake the reconciler while fetching
-        so the slivers' progress reaches the slice status."""
+        so the slivers' progress reaches the slice status.  A failed fetch is reported at
+        once, and only then is the reconciler woken, so the node's cache shows the error by
+        the time its slivers are reported failed."""
         last: dict[str, Any] | None = None
         while True:
-            await asyncio.sleep(self._report_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_now.wait(), self._report_every)
+            failed = self._report_now.is_set()
+            self._report_now.clear()
             current = await asyncio.to_thread(self.report)
             if current != last:
                 last = current
                 await self._post_report(current)
                 if current["downloads"]:
                     self._wake()
+            if failed:
+                self._wake()
 
     async def _post_report(self, current: dict[str, Any] | None = None) -> None:
         body = json.dumps(current if current is not None else self.report()).encode()
@@ -321,7 +331,8 @@ class SliverImages:
 
         try:
             if want.unpack:
-                await self.cache.fetch(want.manifest, pins=self.pins(), progress=progress)
+                await self.cache.fetch(want.manifest, pins=self.pins(), progress=progress,
+                                       unpack=True)
                 await self.cache.materialize(want.manifest, pins=self.pins(), keep_owners=True)
             else:
                 await self.cache.fetch(want.manifest, pins=self.pins(), progress=progress)
@@ -337,7 +348,7 @@ class SliverImages:
         log.warning("%s", text)
         with self._lock:
             self.errors[want.manifest] = text
-        self._wake()
+        self._report_now.set()  # the reporter posts the error, then wakes the reconciler
         timer = threading.Timer(_RETRY, self._forget_error, args=(want.manifest,))
         timer.daemon = True
         timer.start()

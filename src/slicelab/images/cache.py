@@ -139,11 +139,14 @@ class ImageCache:
         return others[-1] if others else None
 
     async def fetch(self, image: str, *, pins: Iterable[str] = (),
-                    progress: ProgressFn | None = None, base: str | None = None) -> Manifest:
+                    progress: ProgressFn | None = None, base: str | None = None,
+                    unpack: bool = False) -> Manifest:
         """Make every chunk of ``image`` present and verified, fetching only what is missing.
 
         ``base`` names a manifest held here that the new one probably shares most chunks
         with (by default the most recently used image); its manifest then travels as a delta.
+        With ``unpack``, room is also made for the tree it will be unpacked into (about the
+        image's size), so an image that cannot fit fails before its chunks are fetched.
         """
         base = base or self._base_for(image)
         async with self.fetcher.client() as client:
@@ -151,7 +154,10 @@ class ImageCache:
         if image not in self._index:
             self._touch(image)
         missing = await asyncio.to_thread(self.missing, manifest)
-        await asyncio.to_thread(self.make_room, sum(missing.values()), pins={*pins, image})
+        needed = sum(missing.values())
+        if unpack and not (self.tree_path(image) / _MARKER).exists():
+            needed += manifest.size
+        await asyncio.to_thread(self.make_room, needed, pins={*pins, image})
         older = await asyncio.to_thread(self._older_version, manifest, base)
         await self.fetcher.chunks(manifest, missing, progress=progress, base=older)
         self._touch(image)
@@ -182,7 +188,7 @@ class ImageCache:
             self._touch(image)
             return tree
         for _ in range(3):
-            manifest = await self.fetch(image, pins=pins)
+            manifest = await self.fetch(image, pins=pins, unpack=True)
             try:
                 size = await asyncio.to_thread(self._unpack, manifest, keep_owners=keep_owners)
             except IntegrityError:

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 ID = 40
+LOCK_CHUNK = 10_000  # host rows locked per statement, in id order across statements
 
 
 def _fk(table: str) -> ForeignKey:
@@ -164,8 +165,9 @@ class LeaseRepository(Repository):
         """Hold the rows of ``node_ids`` until the transaction ends, in id order (PostgreSQL;
         SQLite's write transactions are exclusive already)."""
         ids = sorted(set(node_ids))
-        if ids:
-            query = select(nodes.c.id).where(nodes.c.id.in_(ids)).order_by(nodes.c.id)
+        for start in range(0, len(ids), LOCK_CHUNK):  # a statement takes at most 65535 values
+            chunk = ids[start:start + LOCK_CHUNK]
+            query = select(nodes.c.id).where(nodes.c.id.in_(chunk)).order_by(nodes.c.id)
             self.connection.execute(query.with_for_update()).all()
 
     def lock_slice(self, slice_id: int) -> None:

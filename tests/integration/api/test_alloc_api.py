@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,8 @@ from slicelab.store.uow import UnitOfWorkFactory
 IPS = {"host1": "172.31.251.2", "host2": "172.31.251.3"}
 S = f"{API}/projects/p/slices/s"
 ONE = {"nodes": [{"name": "n1", "cores": 1, "memory": 256}]}
-MINIMAL_RSPEC = Path("/work/shared/rspec/examples/geni-tools__amapi2-request-minimal.xml")
+MINIMAL_RSPEC = Path(os.environ["SLICELAB_SHARED"], "rspec", "examples",
+                     "geni-tools__amapi2-request-minimal.xml")
 
 
 @pytest.fixture

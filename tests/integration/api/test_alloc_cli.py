@@ -4,6 +4,7 @@ lease-renew, find-slot, quotas and site limits; a request that does not fit is e
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,8 @@ from slicelab.store.uow import UnitOfWorkFactory
 
 runner = CliRunner()
 URL = "http://testserver"
-RSPEC = Path("/work/shared/rspec/examples/geni-tools__amapi2-request-minimal.xml")
+RSPEC = Path(os.environ["SLICELAB_SHARED"], "rspec", "examples",
+                     "geni-tools__amapi2-request-minimal.xml")
 
 
 @pytest.fixture

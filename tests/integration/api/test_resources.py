@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from slicelab.store.uow import UnitOfWorkFactory
 
 API = "/api/v1"
 AUTH = "test.slicelab"
-EXAMPLES = Path("/work/shared/rspec/examples")
+EXAMPLES = Path(os.environ["SLICELAB_SHARED"], "rspec/examples")
 if not EXAMPLES.exists():
     EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "rspec" / "examples"
 

@@ -8,6 +8,7 @@ every ``component_id`` the request names.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from slicelab.services.allocation import aggregate_offer, allocate
 from slicelab.services.leases import LeaseWindow
 from slicelab.store.uow import UnitOfWorkFactory
 
-EXAMPLES = sorted(Path("/work/shared/rspec/examples").glob("*.xml"))
+EXAMPLES = sorted(Path(os.environ["SLICELAB_SHARED"], "rspec/examples").glob("*.xml"))
 # What each refused example asks for that cannot be given (checked in the message).
 REFUSED: dict[str, tuple[type[SlicelabError], str]] = {
     "felix__openflow-request.xml": (NotOffered, "OpenFlow"),
@@ -94,7 +95,7 @@ def test_each_example_allocates_or_is_refused_naming_what(uow_factory: UnitOfWor
 
 def test_a_request_for_another_aggregate_says_so(uow_factory: UnitOfWorkFactory) -> None:
     world = World(uow_factory, hosts=1, slices=1)
-    path = Path("/work/shared/rspec/examples/geni-tools__gib-four-nodes.xml")
+    path = Path(os.environ["SLICELAB_SHARED"], "rspec/examples/geni-tools__gib-four-nodes.xml")
     with world.uow_factory() as uow, pytest.raises(NotOffered, match="not for this aggregate|"
                                                    "no node in this request is for"):
         allocate(uow, world.ctx, world.caller, "p", "s0", path.read_bytes(),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from slicelab.rspec import ImageOffer, Offer
 
-SHARED = Path("/work/shared/rspec")
+SHARED = Path(os.environ["SLICELAB_SHARED"], "rspec")
 if not SHARED.exists():  # fall back to a copy next to the repository
     SHARED = Path(__file__).resolve().parents[4] / "shared" / "rspec"
 
