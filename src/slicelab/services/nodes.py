@@ -16,12 +16,12 @@ from slicelab.domain.names import NODE_NAME, check_name
 from slicelab.domain.nodes import BootState, Inventory, Node, node_urn, operator_event
 from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.identity.nodekey import NodeAuthenticationFailed, NonceCache, new_key, verify
+from slicelab.identity.tokens import hash_token
 from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only
 
 from .audit import utcnow
 from .inventory import index_nodes
 from .provisioning import AggregateContext, refresh_desired
-from .sites import hash_token
 
 __all__ = [
     "authenticate",

@@ -7,7 +7,6 @@ permission table there.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -15,29 +14,21 @@ from slicelab.domain.errors import Conflict
 from slicelab.domain.names import NODE_NAME, check_name
 from slicelab.domain.nodes import Site, site_urn
 from slicelab.domain.roles import Caller, Operation, authorize
+from slicelab.identity.tokens import hash_token
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
 
 __all__ = [
     "ENROLLMENT_TTL",
-    "AggregateOperation",
     "create_enrollment",
     "create_site",
-    "hash_token",
     "list_sites",
 ]
 
 ENROLLMENT_TTL = timedelta(hours=1)
 
 
-# The aggregate's operations are in the one permission table of slicelab.domain.roles; this
-# name stays for callers that still say ``AggregateOperation.X``.
-AggregateOperation = Operation
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_site(uow: UnitOfWork, caller: Caller, *, name: str, authority: str) -> Site:

@@ -13,7 +13,7 @@ from slicelab.services.topology_apply import SliverStatus
 
 __all__ = [
     "CommandResultIn", "EnrollIn", "EnrollOut", "EnrollmentIn", "EnrollmentOut", "ExecIn",
-    "ExecOut", "ImageOut", "NodeName", "NodeOut", "NodeStateIn", "SiteIn", "SiteName", "SiteOut",
+    "ExecOut", "NodeName", "NodeOut", "NodeStateIn", "SiteIn", "SiteName", "SiteOut",
     "SliceStatusOut", "SliverOut",
 ]
 
@@ -75,12 +75,6 @@ class NodeOut(BaseModel):
 
 class NodeStateIn(_In):
     state: str = Field(max_length=16)
-
-
-class ImageOut(BaseModel):
-    name: str
-    files: int
-    bytes: int
 
 
 class SliverOut(BaseModel):
