@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -58,8 +59,10 @@ def free_port() -> int:
 
 def make_image(size: int, seed: int) -> bytes:
     rng = random.Random(seed)
-    text = b"".join(b"/usr/lib/pkg%05d/file%03d.conf: option=%d\n" % (i, i % 997, i * 7)
-                    for i in range(MIB // 30))[:MIB]
+    text = b"".join(
+        b"/usr/lib/pkg%05d/file%03d.conf: option=%d\n" % (i, i % 997, i * 7)
+        for i in range(MIB // 30)
+    )[:MIB]
     blocks = [rng.randbytes(MIB) if i % 2 else text for i in range(size // MIB)]
     return b"".join(blocks)
 
@@ -72,7 +75,7 @@ def mutate(data: bytes, *, regions: int, fraction: float, seed: int) -> tuple[by
     slot = len(data) // regions
     for i in range(regions):
         start = i * slot + rng.randrange(0, slot - length)
-        out[start:start + length] = rng.randbytes(length)
+        out[start : start + length] = rng.randbytes(length)
     changed = _count_changed(data, bytes(out))
     return bytes(out), changed
 
@@ -81,7 +84,7 @@ def _count_changed(a: bytes, b: bytes) -> int:
     window = 1 << 16
     total = 0
     for start in range(0, len(a), window):
-        x, y = a[start:start + window], b[start:start + window]
+        x, y = a[start : start + window], b[start : start + window]
         if x != y:
             total += sum(1 for p, q in zip(x, y, strict=True) if p != q)
     return total
@@ -98,11 +101,13 @@ class Server:
         self.hits: collections.Counter[str] = collections.Counter()
         self.port = free_port()
         app = FastAPI()
-        app.include_router(make_router(self.store, served=lambda h: self.hits.update([h])),
-                           prefix="/api/v1")
+        app.include_router(
+            make_router(self.store, served=lambda h: self.hits.update([h])), prefix="/api/v1"
+        )
 
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -122,11 +127,13 @@ class Server:
 
 
 class CountingProxy:
-    """A TCP proxy on 127.0.0.1 that counts bytes in both directions."""
+    """A TCP proxy on 127.0.0.1 that counts bytes in both directions (``bytes``) and the
+    bytes it delivered to clients (``down``)."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream, self.port = upstream, free_port()
         self.bytes = 0
+        self.down = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -146,15 +153,21 @@ class CountingProxy:
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream)
-        await asyncio.gather(self._pipe(cr, uw), self._pipe(ur, cw), return_exceptions=True)
+        await asyncio.gather(
+            self._pipe(cr, uw), self._pipe(ur, cw, down=True), return_exceptions=True
+        )
         for writer in (cw, uw):
             writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, down: bool = False
+    ) -> None:
         while data := await reader.read(65536):
             self.bytes += len(data)
             writer.write(data)
             await writer.drain()
+            if down:
+                self.down += len(data)
         writer.close()
 
 
@@ -196,13 +209,32 @@ def rsync_update_bytes(work: Path, old: Path, new: Path) -> int:
     port = free_port()
     conf = work / "rsyncd.conf"
     conf.write_text(f"use chroot = no\n[img]\npath = {module}\nread only = yes\n")
-    daemon = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}",
-                               f"--port={port}", "--address=127.0.0.1"])
+    daemon = subprocess.Popen(
+        [
+            "rsync",
+            "--daemon",
+            "--no-detach",
+            f"--config={conf}",
+            f"--port={port}",
+            "--address=127.0.0.1",
+        ]
+    )
     try:
         time.sleep(0.5)
-        out = subprocess.run(["rsync", "-z", "--ignore-times", "--no-whole-file", "--stats",
-                              f"rsync://127.0.0.1:{port}/img/image.bin", str(dest / "image.bin")],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                "rsync",
+                "-z",
+                "--ignore-times",
+                "--no-whole-file",
+                "--stats",
+                f"rsync://127.0.0.1:{port}/img/image.bin",
+                str(dest / "image.bin"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     finally:
         daemon.terminate()
         daemon.wait()
@@ -215,36 +247,85 @@ def casync_update_bytes(work: Path, old: Path, new: Path) -> int:
     if shutil.which("casync") is None:
         return -1
     store = work / "casync.castr"
-    subprocess.run(["casync", "make", f"--store={store}", str(work / "v1.caibx"), str(old)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["casync", "make", f"--store={store}", str(work / "v1.caibx"), str(old)],
+        check=True,
+        capture_output=True,
+    )
     before = {p: p.stat().st_size for p in store.rglob("*.cacnk")}
     index = work / "v2.caibx"
-    subprocess.run(["casync", "make", f"--store={store}", str(index), str(new)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["casync", "make", f"--store={store}", str(index), str(new)],
+        check=True,
+        capture_output=True,
+    )
     added = sum(p.stat().st_size for p in store.rglob("*.cacnk") if p not in before)
     return added + index.stat().st_size
 
 
-def resume_cost(server: Server, work: Path, image: Manifest, *, kills: int,
-                seconds: float) -> tuple[int, int]:
-    """SIGKILL a fetching child ``kills`` times at random moments; returns (kills, resent)."""
-    root = work / "resume-node"
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What the interruptions cost: kills survived, chunks the server sent more than once
+    (counted as it sends them), bytes delivered to the node while it was being killed, and
+    bytes delivered beyond one clean fetch (counted by a proxy), also in mean chunks (the
+    clean fetch's bytes per chunk)."""
+
+    kills: int
+    resent_chunks: int
+    killed_bytes: int
+    extra_bytes: int
+    chunk_bytes: float
+
+    @property
+    def extra_chunks(self) -> float:
+        return self.extra_bytes / self.chunk_bytes
+
+
+KILL_WINDOW = (0.05, 1.5)  # seconds after the child's first progress line
+
+
+def resume_cost(
+    server: Server, work: Path, image: Manifest, *, kills: int, seconds: float, batch_seconds: float
+) -> Resume:
+    """SIGKILL a fetching child ``kills`` times at random moments, then let it finish."""
     rate = image.size / seconds
     rng = random.Random(11)
-    server.hits.clear()
-    done = 0
-    for _ in range(kills):
-        if _child_round(root, server.url, image.id, rate, kill_after=rng.uniform(0.05, 0.6)):
-            break
-        done += 1
-    assert _child_round(root, server.url, image.id, 0.0, kill_after=None)  # the rest, uncapped
+    with CountingProxy(server.port) as proxy:
+        assert _child_round(
+            work / "clean-node", proxy.url, image.id, 0.0, batch_seconds, kill_after=None
+        )
+        clean = proxy.down
+        shutil.rmtree(work / "clean-node")
+        root = work / "resume-node"
+        server.hits.clear()
+        proxy.down = 0
+        done = 0
+        for _ in range(kills):
+            if _child_round(
+                root, proxy.url, image.id, rate, batch_seconds, kill_after=rng.uniform(*KILL_WINDOW)
+            ):
+                break
+            done += 1
+        killed = proxy.down
+        assert _child_round(root, proxy.url, image.id, 0.0, batch_seconds, kill_after=None)
+        total = proxy.down
     resent = sum(n - 1 for n in server.hits.values() if n > 1)
-    return done, resent
+    return Resume(done, resent, killed, total - clean, clean / len(image.unique_hashes()))
 
 
-def _child_round(root: Path, url: str, image: str, rate: float, *,
-                 kill_after: float | None) -> bool:
-    argv = [sys.executable, __file__, "--child", str(root), url, image, str(rate)]
+def _child_round(
+    root: Path, url: str, image: str, rate: float, batch_seconds: float, *, kill_after: float | None
+) -> bool:
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(root),
+        url,
+        image,
+        str(rate),
+        str(batch_seconds),
+    ]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         first = child.stdout.readline()  # type: ignore[union-attr]
@@ -262,9 +343,14 @@ def _child_round(root: Path, url: str, image: str, rate: float, *,
             child.wait()
 
 
-def child_main(root: str, url: str, image: str, rate: str) -> None:
-    options = FetchOptions(parallel=1, rate=float(rate) or None, burst=64 * 1024,
-                           retry=RetryPolicy(base_delay=0.05, max_delay=0.5))
+def child_main(root: str, url: str, image: str, rate: str, batch_seconds: str) -> None:
+    options = FetchOptions(
+        parallel=1,
+        rate=float(rate) or None,
+        burst=64 * 1024,
+        batch_seconds=float(batch_seconds),
+        retry=RetryPolicy(base_delay=0.05, max_delay=0.5),
+    )
     cache = ImageCache(Path(root), base_url=url, quota=Quota(1 << 40), options=options)
 
     def show(progress: Progress) -> None:
@@ -290,7 +376,14 @@ def throughput(data: bytes) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 MiB image, 5 kills")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--resume-only", action="store_true", help="only the resume measurement")
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=FetchOptions().batch_seconds,
+        help="a capped fetch's batch, in seconds at the cap",
+    )
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(*args.child)
@@ -298,10 +391,25 @@ def main() -> None:
     size = 32 * MIB if args.quick else 256 * MIB
     kills = 5 if args.quick else 20
     with tempfile.TemporaryDirectory(prefix="slicelab-bench-") as tmp:
-        run(Path(tmp), size=size, kills=kills, seconds=6.0 if args.quick else 30.0)
+        run(
+            Path(tmp),
+            size=size,
+            kills=kills,
+            seconds=6.0 if args.quick else 30.0,
+            updates=not args.resume_only,
+            batch_seconds=args.batch_seconds,
+        )
 
 
-def run(work: Path, *, size: int, kills: int, seconds: float) -> None:
+def run(
+    work: Path,
+    *,
+    size: int,
+    kills: int,
+    seconds: float,
+    updates: bool = True,
+    batch_seconds: float = FetchOptions().batch_seconds,
+) -> None:
     v1 = make_image(size, seed=1)
     mbps = throughput(v1)
     old = work / "old.img"
@@ -310,35 +418,56 @@ def run(work: Path, *, size: int, kills: int, seconds: float) -> None:
     with Server(work / "server") as server:
         first = publish(server, work, v1, "1")
         scattered = max(1, int(size * 0.01 / 10_240))  # regions of ~10 KB
-        for regions in (size // (32 * MIB), scattered):
+        for regions in (size // (32 * MIB), scattered) if updates else ():
             v2, changed = mutate(v1, regions=regions, fraction=0.01, seed=1000 + regions)
             scenario = work / f"s{regions}"
             scenario.mkdir()
             new = scenario / "new.img"
             new.write_bytes(v2)
             manifest = publish(server, scenario, v2, f"2-{regions}")
-            rows.append((f"{regions} regions", changed,
-                         slicelab_update_bytes(server, scenario, first, manifest),
-                         rsync_update_bytes(scenario, old, new),
-                         casync_update_bytes(scenario, old, new)))
+            rows.append(
+                (
+                    f"{regions} regions",
+                    changed,
+                    slicelab_update_bytes(server, scenario, first, manifest),
+                    rsync_update_bytes(scenario, old, new),
+                    casync_update_bytes(scenario, old, new),
+                )
+            )
         image = publish(server, work, make_image(min(size, 64 * MIB), seed=5), "resume")
-        done, resent = resume_cost(server, work, image, kills=kills, seconds=seconds)
-    report(rows, size=size, kills=done, resent=resent, mbps=mbps)
+        resume = resume_cost(
+            server, work, image, kills=kills, seconds=seconds, batch_seconds=batch_seconds
+        )
+    report(rows, size=size, resume=resume, mbps=mbps)
 
 
-def report(rows: list[tuple[str, int, int, int, int]], *, size: int, kills: int, resent: int,
-           mbps: float) -> None:
-    print(f"image {size // MIB} MiB, ~1% of bytes overwritten in N regions; "
-          "bytes on the wire for the update")
-    print(f"{'change':<12} {'changed':>11} {'slicelab':>11} {'ratio':>6} {'rsync -z':>11} "
-          f"{'ratio':>6} {'casync':>11} {'ratio':>6}")
+def report(
+    rows: list[tuple[str, int, int, int, int]], *, size: int, resume: Resume, mbps: float
+) -> None:
+    print(
+        f"image {size // MIB} MiB, ~1% of bytes overwritten in N regions; "
+        "bytes on the wire for the update"
+    )
+    print(
+        f"{'change':<12} {'changed':>11} {'slicelab':>11} {'ratio':>6} {'rsync -z':>11} "
+        f"{'ratio':>6} {'casync':>11} {'ratio':>6}"
+    )
     for name, changed, ours, rsync, casync in rows:
-        cas = (f"{casync:>11} {casync / changed:>6.2f}" if casync >= 0
-               else f"{'not installed':>18}")
-        print(f"{name:<12} {changed:>11} {ours:>11} {ours / changed:>6.2f} {rsync:>11} "
-              f"{rsync / changed:>6.2f} {cas}")
-    print(f"resume: {kills} SIGKILLs of the fetching process, {resent} chunks sent again "
-          "(batches of a quarter second at the capped rate)")
+        cas = f"{casync:>11} {casync / changed:>6.2f}" if casync >= 0 else f"{'not installed':>18}"
+        print(
+            f"{name:<12} {changed:>11} {ours:>11} {ours / changed:>6.2f} {rsync:>11} "
+            f"{rsync / changed:>6.2f} {cas}"
+        )
+    kills = max(resume.kills, 1)
+    print(
+        f"resume: {resume.kills} SIGKILLs of the fetching process, "
+        f"{KILL_WINDOW[0]}-{KILL_WINDOW[1]} s after it starts; "
+        f"{resume.killed_bytes / MIB:.1f} MiB delivered to the killed processes; "
+        "the server sent "
+        f"{resume.resent_chunks} chunks again; the proxy delivered {resume.extra_bytes} "
+        f"bytes beyond one clean fetch = {resume.extra_chunks:.1f} mean chunks "
+        f"({resume.chunk_bytes:.0f} B)"
+    )
     print(f"chunking + BLAKE3 on one core: {mbps:.0f} MB/s")
     print("fan-out to 10/50 nodes: see bench/fanout.py")
     for name, changed, ours, rsync, casync in rows:
@@ -349,7 +478,13 @@ def report(rows: list[tuple[str, int, int, int, int]], *, size: int, kills: int,
             print(f"update_ratio_casync_{key}: {casync / changed:.2f} x")
         else:
             print(f"update_ratio_casync_{key}: not installed")
-    print(f"resent_chunks_per_interruption: {resent / max(kills, 1):.2f} chunks")
+    print(
+        f"resent_chunks_per_interruption: {resume.resent_chunks / kills:.2f} chunks (server count)"
+    )
+    print(
+        f"resent_bytes_per_interruption: {resume.extra_bytes / kills:.0f} B = "
+        f"{resume.extra_chunks / kills:.2f} mean chunks (proxy count)"
+    )
     print(f"chunk_hash_throughput: {mbps:.0f} MB/s")
 
 

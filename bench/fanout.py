@@ -50,8 +50,8 @@ class Result:
     nodes: int
     rate: float | None
     seconds: float
-    node_cpu: float     # mean CPU seconds per node while fetching
-    server_cpu: float   # CPU seconds of the server process during the run
+    node_cpu: float  # mean CPU seconds per node while fetching
+    server_cpu: float  # CPU seconds of the server process during the run
 
 
 def _free_port() -> int:
@@ -99,22 +99,45 @@ def _cpu_seconds(pid: int) -> float:
 
 # -- a node ----------------------------------------------------------------------------
 
+
 def _enroll(url: str, token: str, name: str) -> Any:
     from slicelab.agent.state import NodeIdentity
     from slicelab.identity.nodekey import decode_key
 
-    inventory = {"cores": 2, "memory_mib": 1024, "disk_gib": 10, "interfaces": [],
-                 "devices": [], "host_ip": "127.0.0.1"}
-    done = httpx.post(f"{url}/agent/v1/enroll", timeout=60, json={
-        "token": token, "hostname": name, "inventory": inventory})
+    inventory = {
+        "cores": 2,
+        "memory_mib": 1024,
+        "disk_gib": 10,
+        "interfaces": [],
+        "devices": [],
+        "host_ip": "127.0.0.1",
+    }
+    done = httpx.post(
+        f"{url}/agent/v1/enroll",
+        timeout=60,
+        json={"token": token, "hostname": name, "inventory": inventory},
+    )
     done.raise_for_status()
     data = done.json()
-    return NodeIdentity(str(data["node_id"]), str(data["node_name"]), str(data["node_urn"]),
-                        decode_key(data["node_key"]))
+    return NodeIdentity(
+        str(data["node_id"]),
+        str(data["node_name"]),
+        str(data["node_urn"]),
+        decode_key(data["node_key"]),
+    )
 
 
-def node(index: int, url: str, token: str, root: str, rate: float | None, image: str,
-         go: EventType, results: Any) -> None:
+def node(
+    index: int,
+    url: str,
+    token: str,
+    root: str,
+    rate: float | None,
+    image: str,
+    go: EventType,
+    results: Any,
+    batch_seconds: float = 0.25,
+) -> None:
     """One node: enroll, build the agent's image code, report ready, wait for the trigger,
     then need ``image`` and report when it is verified and unpacked."""
     from slicelab.agent.images import ImageFetching, SliverImages
@@ -124,9 +147,14 @@ def node(index: int, url: str, token: str, root: str, rate: float | None, image:
 
     identity = _enroll(url, token, Path(root).name)
     woken = threading.Event()
-    images = SliverImages(Path(root), server=url, quota=Quota(1 << 40),
-                          identity=lambda: identity, wake=woken.set,
-                          options=FetchOptions(parallel=4, rate=rate))
+    images = SliverImages(
+        Path(root),
+        server=url,
+        quota=Quota(1 << 40),
+        identity=lambda: identity,
+        wake=woken.set,
+        options=FetchOptions(parallel=4, rate=rate, batch_seconds=batch_seconds),
+    )
     sliver = {"sliver_id": f"s-{index}", "image_id": image}
     results.put(("ready", index, 0.0, 0.0))
     go.wait()
@@ -148,22 +176,36 @@ def node(index: int, url: str, token: str, root: str, rate: float | None, image:
 
 # -- one run ---------------------------------------------------------------------------
 
+
 def _tokens(url: str, admin: str, count: int) -> list[str]:
     headers = {"Authorization": f"Bearer {admin}"}
     with httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=60) as api:
         api.post("/sites", json={"name": _SITE})
-        return [api.post(f"/sites/{_SITE}/enrollments", json={}).json()["token"]
-                for _ in range(count)]
+        return [
+            api.post(f"/sites/{_SITE}/enrollments", json={}).json()["token"] for _ in range(count)
+        ]
 
 
-def fan_out(url: str, admin: str, image: str, *, nodes: int, rate: float | None,
-            work: Path, server_pid: int, profile: Path | None = None) -> Result:
+def fan_out(
+    url: str,
+    admin: str,
+    image: str,
+    *,
+    nodes: int,
+    rate: float | None,
+    work: Path,
+    server_pid: int,
+    profile: Path | None = None,
+    batch_seconds: float = 0.25,
+) -> Result:
     """Start ``nodes`` idle nodes, then time one image reaching all of them."""
     ctx = multiprocessing.get_context("fork")
     go, results = ctx.Event(), ctx.Queue()
     roots = [work / f"{_label(rate)}-{nodes}-{i}" for i in range(nodes)]
-    procs = [ctx.Process(target=node, args=(i, url, t, str(r), rate, image, go, results))
-             for i, (t, r) in enumerate(zip(_tokens(url, admin, nodes), roots, strict=True))]
+    procs = [
+        ctx.Process(target=node, args=(i, url, t, str(r), rate, image, go, results, batch_seconds))
+        for i, (t, r) in enumerate(zip(_tokens(url, admin, nodes), roots, strict=True))
+    ]
     spy: subprocess.Popen[bytes] | None = None
     try:
         for proc in procs:
@@ -188,8 +230,9 @@ def fan_out(url: str, admin: str, image: str, *, nodes: int, rate: float | None,
     return Result(nodes, rate, seconds, sum(c for _, c in done) / nodes, server_cpu)
 
 
-def _collect(results: Any, kind: str, count: int,
-             procs: list[multiprocessing.process.BaseProcess]) -> list[tuple[float, float]]:
+def _collect(
+    results: Any, kind: str, count: int, procs: list[multiprocessing.process.BaseProcess]
+) -> list[tuple[float, float]]:
     found: list[tuple[float, float]] = []
     deadline = time.monotonic() + 900
     while len(found) < count:
@@ -208,9 +251,23 @@ def _spy(pid: int, profile: Path | None) -> subprocess.Popen[bytes] | None:
     if profile is None:
         return None
     spy = Path(sys.executable).parent / "py-spy"
-    return subprocess.Popen([str(spy), "record", "-p", str(pid), "-o", str(profile),
-                             "-f", "speedscope", "--nonblocking", "-r", "200"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "-p",
+            str(pid),
+            "-o",
+            str(profile),
+            "-f",
+            "speedscope",
+            "--nonblocking",
+            "-r",
+            "200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
@@ -221,6 +278,7 @@ def _stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
 
 # -- the whole benchmark ---------------------------------------------------------------
 
+
 def _start_server(work: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     from slicelab.bootstrap import init_admin
 
@@ -228,8 +286,7 @@ def _start_server(work: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     db.parent.mkdir(parents=True)
     port = _free_port()
     env = {**os.environ, "SLICELAB_DATA_DIR": str(db.parent)}
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port)],
-                              env=env)
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     _wait_up(url)
     return server, url, init_admin(db=str(db), name="admin", new_token=True)
@@ -244,8 +301,16 @@ def _publish(url: str, admin: str, tree: Path, work: Path) -> str:
     return done.info.manifest
 
 
-def run(work: Path, *, size: int, counts: tuple[int, int], nodes_dir: Path,
-        rates: list[float | None], profile: Path | None) -> list[Result]:
+def run(
+    work: Path,
+    *,
+    size: int,
+    counts: tuple[int, int],
+    nodes_dir: Path,
+    rates: list[float | None],
+    profile: Path | None,
+    batch_seconds: float = 0.25,
+) -> list[Result]:
     server, url, admin = _start_server(work)
     try:
         started = time.monotonic()
@@ -256,10 +321,22 @@ def run(work: Path, *, size: int, counts: tuple[int, int], nodes_dir: Path,
             for n in counts:
                 spy = profile if profile is not None and n == max(counts) else None
                 if spy is not None:
-                    spy = spy.with_name(f"{spy.stem}-{'capped' if rate else 'uncapped'}"
-                                        f"{spy.suffix}")
-                results.append(fan_out(url, admin, image, nodes=n, rate=rate,
-                                       work=nodes_dir, server_pid=server.pid, profile=spy))
+                    spy = spy.with_name(
+                        f"{spy.stem}-{'capped' if rate else 'uncapped'}{spy.suffix}"
+                    )
+                results.append(
+                    fan_out(
+                        url,
+                        admin,
+                        image,
+                        nodes=n,
+                        rate=rate,
+                        work=nodes_dir,
+                        server_pid=server.pid,
+                        profile=spy,
+                        batch_seconds=batch_seconds,
+                    )
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -272,46 +349,91 @@ def _label(rate: float | None) -> str:
 
 def report(results: list[Result], *, size: int, counts: tuple[int, int]) -> None:
     mib = size / MIB
-    print(f"{'case':<18} {'nodes':>5} {'seconds':>8} {'MiB/s total':>12} "
-          f"{'node CPU s':>11} {'server CPU s':>13} {'CPU ms/MiB node':>16}")
+    print(
+        f"{'case':<18} {'nodes':>5} {'seconds':>8} {'MiB/s total':>12} "
+        f"{'node CPU s':>11} {'server CPU s':>13} {'CPU ms/MiB node':>16}"
+    )
     for r in results:
-        print(f"{_label(r.rate):<18} {r.nodes:>5} {r.seconds:>8.2f} "
-              f"{r.nodes * mib / r.seconds:>12.1f} {r.node_cpu:>11.2f} {r.server_cpu:>13.2f} "
-              f"{1000 * r.node_cpu / mib:>16.1f}")
+        print(
+            f"{_label(r.rate):<18} {r.nodes:>5} {r.seconds:>8.2f} "
+            f"{r.nodes * mib / r.seconds:>12.1f} {r.node_cpu:>11.2f} {r.server_cpu:>13.2f} "
+            f"{1000 * r.node_cpu / mib:>16.1f}"
+        )
     small, large = counts
     for rate in dict.fromkeys(r.rate for r in results):
         by = {r.nodes: r for r in results if r.rate == rate}
         label = _label(rate)
         print(f"fanout_{label}_{small}_nodes: {by[small].seconds:.2f} s")
         print(f"fanout_{label}_{large}_nodes: {by[large].seconds:.2f} s")
-        print(f"fanout_{label}_ratio_{large}_to_{small}: "
-              f"{by[large].seconds / by[small].seconds:.2f} x")
+        print(
+            f"fanout_{label}_ratio_{large}_to_{small}: "
+            f"{by[large].seconds / by[small].seconds:.2f} x"
+        )
         print(f"fanout_{label}_node_cpu_per_mib: {1000 * by[large].node_cpu / mib:.1f} ms")
-        print(f"fanout_{label}_server_cpu_per_node_mib: "
-              f"{1000 * by[large].server_cpu / (large * mib):.1f} ms")
+        print(
+            f"fanout_{label}_server_cpu_per_node_mib: "
+            f"{1000 * by[large].server_cpu / (large * mib):.1f} ms"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 and 5 nodes, 16 MiB")
     parser.add_argument("--size-mib", type=int, default=None)
-    parser.add_argument("--node-mbps", type=float, default=20.0,
-                        help="the capped case: each node's download cap (Mbit/s)")
+    parser.add_argument(
+        "--node-mbps",
+        type=float,
+        default=20.0,
+        help="the capped case: each node's download cap (Mbit/s)",
+    )
     parser.add_argument("--only", choices=("capped", "uncapped"), default=None)
-    parser.add_argument("--node-dir", type=Path, default=None,
-                        help="where the node caches go (default: the work dir)")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="py-spy the server during the largest runs (speedscope JSON)")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("SMALL", "LARGE"),
+        help="the two node counts (default 10 50; --quick 2 5)",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=0.25,
+        help="a capped node's batch, in seconds at its cap",
+    )
+    parser.add_argument(
+        "--node-dir",
+        type=Path,
+        default=None,
+        help="where the node caches go (default: the work dir)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy the server during the largest runs (speedscope JSON)",
+    )
     args = parser.parse_args()
     counts = (2, 5) if args.quick else (10, 50)
+    if args.nodes:
+        counts = (args.nodes[0], args.nodes[1])
     size = (args.size_mib or (16 if args.quick else 64)) * MIB
     rates: list[float | None] = [None, args.node_mbps * 125_000]
     if args.only:
         rates = [None] if args.only == "uncapped" else [args.node_mbps * 125_000]
-    with tempfile.TemporaryDirectory(prefix="slicelab-fanout-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="slicelab-fanout-", dir=args.node_dir) as nodes:
-        results = run(Path(tmp), size=size, counts=counts, nodes_dir=Path(nodes), rates=rates,
-                      profile=args.profile)
+    with (
+        tempfile.TemporaryDirectory(prefix="slicelab-fanout-") as tmp,
+        tempfile.TemporaryDirectory(prefix="slicelab-fanout-", dir=args.node_dir) as nodes,
+    ):
+        results = run(
+            Path(tmp),
+            size=size,
+            counts=counts,
+            nodes_dir=Path(nodes),
+            rates=rates,
+            profile=args.profile,
+            batch_seconds=args.batch_seconds,
+        )
     report(results, size=size, counts=counts)
 
 

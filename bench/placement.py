@@ -11,15 +11,12 @@ The database part (``--db sqlite,postgresql``; both by default, PostgreSQL from
 ``$SLICELAB_TEST_POSTGRES`` in a scratch schema that is dropped afterwards) loads the same
 synthetic hosts into the aggregate's tables with bulk inserts (COPY on PostgreSQL), then:
 
-* placements/s at 100k nodes, two ways:
-  - the group-commit engine (``services.booking.GroupBooker``, 64 client threads): the
-    snapshot loaded once (inventory, calendar, host index in memory), a placer thread placing
-    every waiting request on it, a writer thread writing each batch in one transaction (hosts
-    locked, one statement for all leases, one for all bookings, one for the index rows);
-  - the product path (``services.leases.book_lease``, what REST allocate and slice apply
-    run; 1 and 8 client threads, one slice each): per request one transaction that claims
-    candidate hosts from the free-node index (rows locked, ``SKIP LOCKED`` on PostgreSQL),
-    reads their bookings, places, inserts, rewrites the hosts' index rows and commits;
+* placements/s at 100k nodes through the aggregate's own allocation path
+  (``services.allocation.allocate``, what REST allocate runs): requests of 1-4 linked
+  nodes, each in a fresh slice, from 64 client threads (and from one), handed to this
+  process's allocation engine (``services.booking``), which places each batch on its
+  snapshot and writes leases, bookings, slivers, links and the free-node index in one
+  transaction; ``--placement-only`` runs just this part;
 * the free-node query (cores, memory, site, device) through ``SqlFreeHosts`` at the largest
   size (1M nodes; 100k with ``--quick``): p50/p99;
 * heartbeats at that size: a producer offers heartbeats of distinct nodes at the target rate
@@ -124,9 +121,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests per size")
+    parser.add_argument("--placement-only", action="store_true",
+                        help="only the database placements at 100k nodes")
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="databases for the DB part (comma-separated; 'none' skips it)")
     args = parser.parse_args()
+    if args.placement_only:
+        from placement_db import placement_figures
+
+        kinds = [k for k in args.db.split(",") if k and k != "none"]
+        print("\n".join(placement_figures(kinds, quick=args.quick)))
+        return
     figures = pure(quick=args.quick)
     kinds = [k for k in args.db.split(",") if k and k != "none"]
     if kinds:

@@ -8,17 +8,21 @@ Needs root, the Debian packages ``mininet``, ``bridge-utils`` (Mininet's ``Linux
 
 Topology for both tools: N slivers (hosts) in N/2 pairs; each pair is joined by one virtual
 link of ``--capacity`` Mbit/s, shaped with tbf on every interface in both directions. On
-slicelab's side a link is a bridge with one veth per member; on Mininet's, a
-``LinuxBridge`` with one ``TCLink`` (``use_tbf``) per host, no controller.
+slicelab's side a link of two slivers on one host is a veth pair between their namespaces
+(a tbf on each end), and a link whose other end is on another host is a VXLAN device
+inside the sliver's namespace (a tbf on it; the remote host shapes the other direction);
+on Mininet's, a ``LinuxBridge`` with one ``TCLink`` (``use_tbf``) per host, no controller.
 
 * one host: one ``NodeRuntime`` in this process, in the root network namespace;
 * three hosts: three network namespaces on an underlay bridge, each running a
   ``NodeRuntime`` in a worker process (``nsenter --net``); the two slivers of every pair
-  sit on different hosts, so every link is a VXLAN (a VNI per link). The hosts build in
+  sit on different hosts, so every link is VXLAN (a VNI per link). The hosts build in
   parallel, as real nodes would.
 
 Build is ``ensure_link`` for every link and one ``ensure_slivers`` of all slivers;
-teardown is one ``remove_slivers``, ``remove_link`` for every link and ``cleanup_all``.
+teardown is one ``remove_slivers``, one ``remove_links`` and ``cleanup_all``; the slivers'
+files go to a trash directory that a background thread empties, and the time until that
+is done ("disk freed") is reported beside the teardown.
 
 Reported: build and teardown time (median over ``--reps``) and their ratio to Mininet's
 in the same run, the time per kernel object (ledger record), sliver ready time (slivers
@@ -175,15 +179,17 @@ class NodeBench:
         self._slivers.append(spec.sliver_id)
         return self.runtime.ensure_sliver(spec)
 
-    def teardown(self) -> float:
-        """Remove every sliver and link, then the node's shared objects; seconds taken."""
+    def teardown(self) -> tuple[float, float]:
+        """Remove every sliver and link, then the node's shared objects: the seconds until
+        that returned, and until the slivers' files were deleted from the disk too."""
         started = time.perf_counter()
         self.runtime.remove_slivers(list(reversed(self._slivers)))
-        for link in reversed(self._links):
-            self.runtime.remove_link(link)
+        self.runtime.remove_links(list(reversed(self._links)))
         self.runtime.cleanup_all()
+        done = time.perf_counter() - started
+        self.runtime.wait_reclaimed()
         self._slivers, self._links = [], []
-        return time.perf_counter() - started
+        return done, time.perf_counter() - started
 
     def close(self) -> None:
         self.runtime.cleanup_all()
@@ -291,7 +297,8 @@ def _serve(bench: NodeBench, request: dict[str, Any], config: dict[str, Any]) ->
         result = bench.build(slivers, links)
         return {"seconds": result.seconds, "records": result.records}
     if request["op"] == "teardown":
-        return {"seconds": bench.teardown()}
+        seconds, reclaimed = bench.teardown()
+        return {"seconds": seconds, "reclaimed": reclaimed}
     raise SlicelabError(f"unknown request {request['op']!r}")
 
 
@@ -321,8 +328,11 @@ class MultiHost:
                                       "capacity": layout.capacity})
         return BuildResult(seconds, sum(a["records"] for a in answers))
 
-    def teardown(self) -> float:
-        return self._all({"op": "teardown"})[0]
+    def teardown(self) -> tuple[float, float]:
+        """Seconds until the slowest host removed everything (its own clock: the hosts
+        start together), and until every host's disk was reclaimed (wall clock here)."""
+        seconds, answers = self._all({"op": "teardown"})
+        return max(a["seconds"] for a in answers), seconds
 
     def close(self) -> None:
         for worker in self.workers:
@@ -452,6 +462,7 @@ class Measured:
 
     build: list[float] = field(default_factory=list)
     teardown: list[float] = field(default_factory=list)
+    reclaimed: list[float] = field(default_factory=list)
     records: int = 0
 
     def median(self, which: str) -> float:
@@ -516,7 +527,9 @@ def _slicelab_once(bench: NodeBench | MultiHost, layout: Layout, report: Report,
             report.shaping[tool] = shaping(layout, links=options.iperf_links,
                                            seconds=options.iperf_seconds)
     finally:
-        measured.teardown.append(bench.teardown())
+        down, reclaimed = bench.teardown()
+        measured.teardown.append(down)
+        measured.reclaimed.append(reclaimed)
 
 
 def _mininet_once(report: Report, size: int, options: Options) -> None:
@@ -599,9 +612,10 @@ def _size_rows(report: Report) -> Iterator[list[str]]:
         for tool in report.tools:
             m = report.at(tool, size)
             build, down = m.median("build"), m.median("teardown")
+            freed = f"{m.median('reclaimed'):.2f}" if m.reclaimed else "-"
             ratios = [_ratio(report, tool, size, w) for w in ("build", "teardown")]
             yield [str(size), tool, str(len(m.build)), f"{build:.2f}",
-                   f"{build / size * 1000:.1f}", f"{down:.2f}",
+                   f"{build / size * 1000:.1f}", f"{down:.2f}", freed,
                    *("-" if r is None else f"{r:.2f}" for r in ratios),
                    str(m.records or "-"),
                    f"{build / m.records * 1000:.2f}" if m.records else "-"]
@@ -613,6 +627,8 @@ def _figures(report: Report) -> Iterator[tuple[str, float, str]]:
             m, slug = report.at(tool, size), _slug(tool)
             yield f"{slug}_build_{size}", m.median("build"), "s"
             yield f"{slug}_teardown_{size}", m.median("teardown"), "s"
+            if m.reclaimed:
+                yield f"{slug}_disk_reclaimed_{size}", m.median("reclaimed"), "s"
             for which in ("build", "teardown"):
                 ratio = _ratio(report, tool, size, which)
                 if ratio is not None:
@@ -637,7 +653,8 @@ def _ready_figures(report: Report) -> Iterator[tuple[str, float, str]]:
 def show(report: Report, console: Console) -> None:
     table = Table(title="Topology build and teardown (pairs of slivers, shaped links)")
     for column in ("slivers", "tool", "reps", "build s", "ms/sliver", "teardown s",
-                   "build vs mininet", "teardown vs mininet", "kernel objects", "ms/object"):
+                   "disk freed s", "build vs mininet", "teardown vs mininet", "kernel objects",
+                   "ms/object"):
         table.add_column(column, justify="left" if column == "tool" else "right")
     for row in _size_rows(report):
         table.add_row(*row)

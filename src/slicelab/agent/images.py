@@ -43,11 +43,19 @@ from slicelab.domain.errors import InvalidInput, SlicelabError, Unavailable
 from slicelab.identity.nodekey import sign
 from slicelab.images.cache import ImageCache, Quota
 from slicelab.images.chunker import is_hash
-from slicelab.images.fetch import FetchOptions, Progress
+from slicelab.images.fetch import FetchOptions, Progress, large_read_transport
 from slicelab.images.store import atomic_write
 
-__all__ = ["CACHE_MIB_ENV", "STORE_PATH", "ImageFetching", "SigningTransport", "SliverImages",
-           "Want", "agent_images", "cache_quota"]
+__all__ = [
+    "CACHE_MIB_ENV",
+    "STORE_PATH",
+    "ImageFetching",
+    "SigningTransport",
+    "SliverImages",
+    "Want",
+    "agent_images",
+    "cache_quota",
+]
 
 log = logging.getLogger(__name__)
 STORE_PATH = "/agent/v1/store"
@@ -64,22 +72,39 @@ class ImageFetching(Unavailable):
 class SigningTransport(httpx.AsyncBaseTransport):
     """Signs every request with the node key (the node channel's HMAC headers)."""
 
-    def __init__(self, identity: Callable[[], NodeIdentity | None], *,
-                 inner: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        identity: Callable[[], NodeIdentity | None],
+        *,
+        inner: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._identity, self._clock = identity, clock
-        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._inner = inner or large_read_transport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         who = self._identity()
         if who is None:
             raise Unavailable("the node is not enrolled (no node key)")
         body = await request.aread()
-        request.headers.update(sign(who.key, request.method, request.url.raw_path.decode(),
-                                    body, node_id=who.node_id, now=self._clock()))
+        request.headers.update(
+            sign(
+                who.key,
+                request.method,
+                request.url.raw_path.decode(),
+                body,
+                node_id=who.node_id,
+                now=self._clock(),
+            )
+        )
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
+        """Clients come and go over this transport (a fetch, a report): closing one must
+        not close the connections the others are using, so this keeps the pool."""
+
+    async def shutdown(self) -> None:
+        """Close the pooled connections (when the fetching loop ends)."""
         await self._inner.aclose()
 
 
@@ -123,10 +148,13 @@ class _Bindings:
         self._path = path
         self.data: dict[str, str] = json.loads(path.read_bytes()) if path.exists() else {}
 
-    def bind(self, sliver_id: str, manifest: str) -> None:
-        if self.data.get(sliver_id) != manifest:
-            self.data[sliver_id] = manifest
-            self._save()
+    def bind(self, sliver_id: str, manifest: str) -> bool:
+        """Bind ``sliver_id``; whether that changed anything."""
+        if self.data.get(sliver_id) == manifest:
+            return False
+        self.data[sliver_id] = manifest
+        self._save()
+        return True
 
     def keep_only(self, sliver_ids: set[str]) -> None:
         gone = [s for s in self.data if s not in sliver_ids]
@@ -136,25 +164,41 @@ class _Bindings:
             self._save()
 
     def _save(self) -> None:
-        atomic_write(self._path, json.dumps(self.data, sort_keys=True).encode(),
-                     tmp_dir=self._path.parent / "store" / "tmp", durable=True)
+        atomic_write(
+            self._path,
+            json.dumps(self.data, sort_keys=True).encode(),
+            tmp_dir=self._path.parent / "store" / "tmp",
+            durable=True,
+        )
 
 
 class SliverImages:
     """Images for slivers: background fetching in order of need, trees, installs, report."""
 
-    def __init__(self, root: Path, *, server: str, quota: Quota,
-                 identity: Callable[[], NodeIdentity | None],
-                 options: FetchOptions | None = None, wake: Callable[[], None] = lambda: None,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 report_every: float = 1.0,
-                 legacy: Callable[[str], Path] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        server: str,
+        quota: Quota,
+        identity: Callable[[], NodeIdentity | None],
+        options: FetchOptions | None = None,
+        wake: Callable[[], None] = lambda: None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        report_every: float = 1.0,
+        legacy: Callable[[str], Path] | None = None,
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self._server = server.rstrip("/")
         self._signing = SigningTransport(identity, inner=transport)
-        self.cache = ImageCache(root, base_url=server.rstrip("/") + STORE_PATH, quota=quota,
-                                options=options or FetchOptions(), transport=self._signing)
+        self.cache = ImageCache(
+            root,
+            base_url=server.rstrip("/") + STORE_PATH,
+            quota=quota,
+            options=options or FetchOptions(),
+            transport=self._signing,
+        )
         self._bound = _Bindings(root / "bound.json")
         self._wake = wake
         self._legacy = legacy  # for slivers without ``image_id``: an older aggregate's tar
@@ -165,8 +209,11 @@ class SliverImages:
         self._ready: set[str] = set()
         self._changed = threading.Event()
         self._report_now = asyncio.Event()  # made again for each run of the fetching thread
+        self._failed_since_report = False
+        self._fetch_loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._report_every = report_every
+        self._reports: httpx.AsyncClient  # made for each run of the fetching thread
         self._thread: threading.Thread | None = None
 
     # -- the reconciler's side ------------------------------------------------------------
@@ -189,12 +236,14 @@ class SliverImages:
         if manifest is None and self._legacy is not None:
             return self._legacy(str(sliver.get("image", "")))
         if not isinstance(manifest, str) or not is_hash(manifest):
-            raise InvalidInput(f"image {sliver.get('image')!r} is not registered at the "
-                               "aggregate", field="image")
+            raise InvalidInput(
+                f"image {sliver.get('image')!r} is not registered at the aggregate", field="image"
+            )
         tree = self._tree(manifest)
         installs = [dict(i) for i in sliver.get("install", ())]
         lower = self._composed(tree, installs) if installs else tree
-        self._bound.bind(sliver_id, manifest)
+        if self._bound.bind(sliver_id, manifest):
+            self._report_soon()
         return lower
 
     def _tree(self, manifest: str) -> Path:
@@ -217,8 +266,9 @@ class SliverImages:
         for item in installs:
             manifest = item.get("manifest")
             if not isinstance(manifest, str) or not is_hash(manifest):
-                raise InvalidInput(f"file {item.get('url')!r} is not registered at the "
-                                   "aggregate", field="install")
+                raise InvalidInput(
+                    f"file {item.get('url')!r} is not registered at the aggregate", field="install"
+                )
             if manifest not in self._ready:
                 self._raise_waiting(manifest, what="file")
         key = hashlib.sha256(json.dumps([tree.name, installs], sort_keys=True).encode())
@@ -247,8 +297,12 @@ class SliverImages:
             with blob.open("wb") as out:
                 for part in self.cache.store.read_stream(manifest):
                     out.write(part)
-            _place(blob, target, name=str(item.get("url", manifest.name)).rsplit("/", 1)[-1],
-                   is_dir=path.endswith("/"))
+            _place(
+                blob,
+                target,
+                name=str(item.get("url", manifest.name)).rsplit("/", 1)[-1],
+                is_dir=path.endswith("/"),
+            )
         finally:
             blob.unlink(missing_ok=True)
 
@@ -270,6 +324,8 @@ class SliverImages:
 
     async def _loop(self) -> None:
         self._report_now = asyncio.Event()
+        self._fetch_loop = asyncio.get_running_loop()
+        self._reports = httpx.AsyncClient(transport=self._signing, timeout=10.0)
         reporter = asyncio.create_task(self._reporter())
         try:
             while not self._stop.is_set():
@@ -282,7 +338,8 @@ class SliverImages:
         finally:
             reporter.cancel()
             await self._post_report()
-            await self._signing.aclose()
+            await self._reports.aclose()
+            await self._signing.shutdown()
 
     async def _reporter(self) -> None:
         """Post the cache report while anything changes; wake the reconciler while fetching
@@ -290,14 +347,16 @@ class SliverImages:
         once, and only then is the reconciler woken, so the node's cache shows the error by
         the time its slivers are reported failed."""
         last: dict[str, Any] | None = None
+        posted = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._report_now.wait(), self._report_every)
-            failed = self._report_now.is_set()
+            asked = self._report_now.is_set()
+            failed, self._failed_since_report = self._failed_since_report, False
             self._report_now.clear()
             current = await asyncio.to_thread(self.report)
-            if current != last:
-                last = current
+            if current != last and (asked or _worth_posting(current, last, posted)):
+                last, posted = current, time.monotonic()
                 await self._post_report(current)
                 if current["downloads"]:
                     self._wake()
@@ -307,9 +366,11 @@ class SliverImages:
     async def _post_report(self, current: dict[str, Any] | None = None) -> None:
         body = json.dumps(current if current is not None else self.report()).encode()
         try:
-            async with httpx.AsyncClient(transport=self._signing, timeout=10.0) as client:
-                await client.post(self._server + STORE_PATH + "/cache", content=body,
-                                  headers={"Content-Type": "application/json"})
+            await self._reports.post(
+                self._server + STORE_PATH + "/cache",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             log.info("cache report not sent: %r", exc)
 
@@ -331,9 +392,9 @@ class SliverImages:
 
         try:
             if want.unpack:
-                await self.cache.fetch(want.manifest, pins=self.pins(), progress=progress,
-                                       unpack=True)
-                await self.cache.materialize(want.manifest, pins=self.pins(), keep_owners=True)
+                await self.cache.materialize(
+                    want.manifest, pins=self.pins(), keep_owners=True, progress=progress
+                )
             else:
                 await self.cache.fetch(want.manifest, pins=self.pins(), progress=progress)
         except (SlicelabError, OSError, httpx.HTTPError) as exc:
@@ -343,12 +404,20 @@ class SliverImages:
             self._ready.add(want.manifest)
         self._wake()
 
+    def _report_soon(self) -> None:
+        """Post the report now rather than at the next tick (from any thread)."""
+        loop = self._fetch_loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop just ended
+                loop.call_soon_threadsafe(self._report_now.set)
+
     def _failed(self, want: Want, exc: BaseException) -> None:
         text = f"image {want.manifest[:12]}: {exc}"
         log.warning("%s", text)
         with self._lock:
             self.errors[want.manifest] = text
-        self._report_now.set()  # the reporter posts the error, then wakes the reconciler
+        self._failed_since_report = True  # the reporter posts the error, then wakes the
+        self._report_now.set()  # reconciler
         timer = threading.Timer(_RETRY, self._forget_error, args=(want.manifest,))
         timer.daemon = True
         timer.start()
@@ -366,13 +435,44 @@ class SliverImages:
             progress = dict(self.progress)
             errors = dict(self.errors)
             ready = set(self._ready)
-        images = [{"id": r.id, "tree_bytes": r.tree_bytes, "last_used": r.last_used,
-                   "pinned": r.id in pins} for r in self.cache.images()]
-        downloads = {m: {"done": p.done, "total": p.total, "percent": round(100 * p.fraction)}
-                     for m, p in progress.items() if m not in ready}
-        return {"quota": self.cache.quota.limit, "usage": self.cache.usage(),
-                "images": images, "downloads": downloads, "errors": errors,
-                "bound": dict(self._bound.data)}
+        images = [
+            {
+                "id": r.id,
+                "tree_bytes": r.tree_bytes,
+                "last_used": r.last_used,
+                "pinned": r.id in pins,
+            }
+            for r in self.cache.images()
+        ]
+        downloads = {
+            m: {"done": p.done, "total": p.total, "percent": round(100 * p.fraction)}
+            for m, p in progress.items()
+            if m not in ready
+        }
+        return {
+            "quota": self.cache.quota.limit,
+            "usage": self.cache.usage(fresh=False),
+            "images": images,
+            "downloads": downloads,
+            "errors": errors,
+            "bound": dict(self._bound.data),
+        }
+
+
+PROGRESS_EVERY = 5.0  # seconds between reports that only move a download's progress
+
+
+def _worth_posting(current: dict[str, Any], last: dict[str, Any] | None, posted: float) -> bool:
+    """Whether a changed report goes out now: anything but progress at once (a download
+    begun, ended or failed, an image, a binding), progress alone every few seconds."""
+    if last is None or time.monotonic() - posted >= PROGRESS_EVERY:
+        return True
+    same = ("usage", "downloads")
+    if {k: v for k, v in current.items() if k not in same} != {
+        k: v for k, v in last.items() if k not in same
+    }:
+        return True
+    return set(current["downloads"]) != set(last["downloads"])
 
 
 def _merge(first: list[Want], second: list[Want]) -> list[Want]:
@@ -380,8 +480,9 @@ def _merge(first: list[Want], second: list[Want]) -> list[Want]:
     for want in [*first, *second]:
         old = found.get(want.manifest)
         if old is None or want.need_at < old.need_at:
-            found[want.manifest] = Want(want.manifest, want.need_at,
-                                        want.unpack or bool(old and old.unpack))
+            found[want.manifest] = Want(
+                want.manifest, want.need_at, want.unpack or bool(old and old.unpack)
+            )
     return sorted(found.values(), key=lambda w: (w.need_at, w.manifest))
 
 
@@ -421,8 +522,9 @@ def cache_quota(config: AgentConfig) -> Quota:
     return Quota(max(1 << 20, int(shutil.disk_usage(config.state_dir).free * 0.8)))
 
 
-def agent_images(config: AgentConfig, files: AgentFiles, channel: Channel, *,
-                 wake: Callable[[], None]) -> SliverImages:
+def agent_images(
+    config: AgentConfig, files: AgentFiles, channel: Channel, *, wake: Callable[[], None]
+) -> SliverImages:
     """The agent's :class:`SliverImages`: under ``<state_dir>/imagecache``, the bandwidth cap
     from the config (``bandwidth_cap_mbps``), four parallel requests."""
     from slicelab.agent.reconcile import ImageCache  # the tar path of older aggregates
@@ -430,6 +532,12 @@ def agent_images(config: AgentConfig, files: AgentFiles, channel: Channel, *,
     cap = config.bandwidth_cap_mbps
     options = FetchOptions(parallel=4, rate=cap * 125_000 if cap else None)
     legacy = ImageCache(files.images, fetch=channel.fetch_image)
-    return SliverImages(config.state_dir / "imagecache", server=config.server,
-                        quota=cache_quota(config), identity=lambda: channel.identity,
-                        options=options, wake=wake, legacy=legacy.ensure)
+    return SliverImages(
+        config.state_dir / "imagecache",
+        server=config.server,
+        quota=cache_quota(config),
+        identity=lambda: channel.identity,
+        options=options,
+        wake=wake,
+        legacy=legacy.ensure,
+    )

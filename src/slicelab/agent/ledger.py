@@ -24,13 +24,16 @@ Objects belong to an owner (``sliver:<id>``, ``link:<id>``, ``agent``). :func:`u
 removes an owner's objects in reverse order of creation. A record whose ``parent`` is
 removed in the same unwind (a veth end inside a network namespace) is removed after its
 parent, so that the parent takes it with it and the child's remover only confirms.
+:func:`unwind_many` removes many owners' objects together, one kind at a time (all
+processes, then all cgroups, ...), so that kinds with a bulk remover cost one call for
+all of them; it forgets the records only when every removal has returned.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,7 @@ from typing import Any
 
 from slicelab.domain.errors import InsufficientResources
 
-__all__ = ["Ledger", "Record", "Remover", "unwind"]
+__all__ = ["BulkRemover", "Ledger", "Record", "Remover", "unwind", "unwind_many"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -77,6 +80,7 @@ class Record:
 
 
 Remover = Callable[[Record], None]
+BulkRemover = Callable[[Sequence[Record]], None]
 
 
 class Ledger:
@@ -139,6 +143,12 @@ class Ledger:
     def forget(self, record: Record) -> None:
         self._db.execute("DELETE FROM objects WHERE id = ?", (record.id,))
 
+    def forget_all(self, records: Sequence[Record]) -> None:
+        """Forget many records in one transaction."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM objects WHERE id = ?",
+                                 [(record.id,) for record in records])
+
     def records(self, owner: str | None = None) -> list[Record]:
         query = "SELECT id, owner, kind, name, parent, data, done FROM objects"
         rows = (self._db.execute(query + " WHERE owner = ? ORDER BY id", (owner,))
@@ -179,17 +189,25 @@ class Ledger:
         return str(row[0]) if row else None
 
     def take_address(self, owner: str, candidates: Iterator[str]) -> str:
-        """The owner's address, or the first free one among ``candidates`` (recorded)."""
+        """The owner's address, or the first free one among ``candidates`` (recorded).
+
+        ``candidates`` may be shared by many calls (it is consumed as far as needed); an
+        address already taken is skipped by the table's unique constraint.
+        """
         current = self.address_of(owner)
         if current is not None:
             return current
-        used = {r[0] for r in self._db.execute("SELECT address FROM addresses")}
         for address in candidates:
-            if address not in used:
+            try:
                 self._db.execute("INSERT INTO addresses (owner, address) VALUES (?, ?)",
                                  (owner, address))
-                return address
+            except sqlite3.IntegrityError:
+                continue
+            return address
         raise InsufficientResources("no free address in the control subnet")
+
+    def used_addresses(self) -> set[str]:
+        return {str(r[0]) for r in self._db.execute("SELECT address FROM addresses")}
 
 
 def unwind(ledger: Ledger, owner: str, removers: Mapping[str, Remover]) -> None:
@@ -217,3 +235,39 @@ def _remove_tree(ledger: Ledger, record: Record, children: Mapping[int, list[Rec
     ledger.forget(record)
     for child in reversed(children.get(record.id, [])):
         _remove_tree(ledger, child, children, removers)
+
+
+def unwind_many(ledger: Ledger, owners: Sequence[str], removers: Mapping[str, Remover],
+                bulk: Mapping[str, BulkRemover], *, order: Sequence[str]) -> None:
+    """Remove the objects of many owners together, one kind at a time.
+
+    First the records whose parent is not among them, then their children, and so on.
+    Within such a level, kinds go in ``order`` (others after it, newest first); a kind with
+    a ``bulk`` remover is removed by one call for every owner, the others record by record.
+    ``order`` must respect each owner's dependencies (processes before their cgroups, a
+    mount before its directory). Every record is forgotten, in one transaction, only after
+    every removal returned: a crash leaves them all recorded, and the next unwind removes
+    what is left (every remover is idempotent).
+    """
+    records = [record for owner in owners for record in ledger.records(owner)]
+    ids = {record.id for record in records}
+    level = [record for record in records if record.parent not in ids]
+    while level:
+        _remove_level(level, removers, bulk, order)
+        above = {record.id for record in level}
+        level = [record for record in records if record.parent in above]
+    ledger.forget_all(records)
+
+
+def _remove_level(level: Sequence[Record], removers: Mapping[str, Remover],
+                  bulk: Mapping[str, BulkRemover], order: Sequence[str]) -> None:
+    by_kind: dict[str, list[Record]] = {}
+    for record in sorted(level, key=lambda r: -r.id):
+        by_kind.setdefault(record.kind, []).append(record)
+    rank = {kind: index for index, kind in enumerate(order)}
+    for kind in sorted(by_kind, key=lambda k: (rank.get(k, len(rank)), -by_kind[k][0].id)):
+        if kind in bulk:
+            bulk[kind](by_kind[kind])
+        else:
+            for record in by_kind[kind]:
+                removers[kind](record)

@@ -62,7 +62,9 @@ class Runtime(Protocol):
     def ledger(self) -> OwnerView: ...
 
     def ensure_sliver(self, spec: SliverSpec) -> SliverStatus: ...
+    def ensure_slivers(self, specs: Sequence[SliverSpec]) -> list[SliverStatus]: ...
     def remove_sliver(self, sliver_id: str) -> None: ...
+    def remove_slivers(self, sliver_ids: Sequence[str]) -> None: ...
     def list_slivers(self) -> list[SliverStatus]: ...
     def stop(self, sliver_id: str, *, timeout: float | None = None) -> None: ...
     def restart(self, sliver_id: str) -> None: ...
@@ -70,6 +72,7 @@ class Runtime(Protocol):
              timeout: float = 30.0) -> tuple[int, str, str]: ...
     def ensure_link(self, spec: LinkSpec) -> LinkStatus: ...
     def remove_link(self, link_id: str) -> None: ...
+    def remove_links(self, link_ids: Sequence[str]) -> None: ...
     def cleanup_all(self) -> None: ...
 
 
@@ -215,10 +218,8 @@ class Reconciler:
 
     # boot states other than boot -------------------------------------------------------
     def _remove_all(self) -> None:
-        for status in self.runtime.list_slivers():
-            self.runtime.remove_sliver(status.sliver_id)
-        for link_id in self._present_links():
-            self.runtime.remove_link(link_id)
+        self.runtime.remove_slivers([s.sliver_id for s in self.runtime.list_slivers()])
+        self.runtime.remove_links(self._present_links())
         self.progress.restart_seq.clear()
         self.files.save_progress(self.progress)
 
@@ -235,19 +236,25 @@ class Reconciler:
     def _converge(self, doc: dict[str, Any], outcome: _Outcome, *, now: float) -> None:
         slivers = {s["sliver_id"]: s for s in doc.get("slivers", [])}
         links = {link["link_id"]: link for link in doc.get("links", [])}
-        for status in self.runtime.list_slivers():
-            if status.sliver_id not in slivers:
-                self.runtime.remove_sliver(status.sliver_id)
-                self.progress.restart_seq.pop(status.sliver_id, None)
-        for link_id in self._present_links():
-            if link_id not in links:
-                self.runtime.remove_link(link_id)
+        unwanted = [s.sliver_id for s in self.runtime.list_slivers()
+                    if s.sliver_id not in slivers]
+        self.runtime.remove_slivers(unwanted)
+        for sliver_id in unwanted:
+            self.progress.restart_seq.pop(sliver_id, None)
+        self.runtime.remove_links([k for k in self._present_links() if k not in links])
         for link in links.values():
             outcome.links[link["link_id"]] = self._link(link)
         node_urn = str(doc.get("node", {}).get("urn", ""))
         self.images.plan(doc, now=now)
+        specs: dict[str, SliverSpec] = {}
         for sliver in slivers.values():
-            outcome.slivers[sliver["sliver_id"]] = self._sliver(sliver, node_urn, now=now)
+            found = self._spec(sliver, node_urn, now=now)
+            if isinstance(found, SliverSpec):
+                specs[sliver["sliver_id"]] = found
+            else:
+                outcome.slivers[sliver["sliver_id"]] = found
+        for sliver_id, result in self._ensure(list(specs.values())).items():
+            outcome.slivers[sliver_id] = self._finish(slivers[sliver_id], result)
         self.files.save_progress(self.progress)
 
     def _link(self, link: dict[str, Any]) -> dict[str, Any]:
@@ -258,20 +265,50 @@ class Reconciler:
             return {"state": "failed", "error": str(exc)}
         return {"state": "ready" if status.present else "failed", "error": None}
 
-    def _sliver(self, sliver: dict[str, Any], node_urn: str, *, now: float) -> dict[str, Any]:
+    def _spec(self, sliver: dict[str, Any], node_urn: str, *,
+              now: float) -> SliverSpec | dict[str, Any]:
+        """The sliver's spec, or its outcome when it is not to be built now."""
         sliver_id = sliver["sliver_id"]
         try:
             if expired(sliver, now=now):
                 return self._stopped_if_present(sliver_id, reason="lease ended")
-            spec = sliver_spec(sliver, image_dir=self.images.ensure_for(sliver),
+            return sliver_spec(sliver, image_dir=self.images.ensure_for(sliver),
                                node_urn=node_urn)
-            status = self.runtime.ensure_sliver(spec)
-            status = self._run_state(sliver, status)
         except ImageFetching as waiting:
             return {"state": "fetching", "error": None, "progress": str(waiting),
                     "status": None}
         except (SlicelabError, OSError) as exc:
             log.warning("sliver %s failed: %s", sliver_id, exc)
+            return {"state": "failed", "error": str(exc), "status": None}
+
+    def _ensure(self, specs: list[SliverSpec]) -> dict[str, SliverStatus | Exception]:
+        """Every spec built in one bulk call; if that fails, each on its own, so that one
+        failing sliver does not fail the others."""
+        if not specs:
+            return {}
+        try:
+            statuses = self.runtime.ensure_slivers(specs)
+            return {s.sliver_id: status for s, status in zip(specs, statuses, strict=True)}
+        except (SlicelabError, OSError) as exc:
+            log.warning("building %d slivers together failed (%s); one at a time", len(specs),
+                        exc)
+        results: dict[str, SliverStatus | Exception] = {}
+        for spec in specs:
+            try:
+                results[spec.sliver_id] = self.runtime.ensure_sliver(spec)
+            except (SlicelabError, OSError) as exc:
+                results[spec.sliver_id] = exc
+        return results
+
+    def _finish(self, sliver: dict[str, Any],
+                result: SliverStatus | Exception) -> dict[str, Any]:
+        """The outcome of a built sliver, after its run state is applied."""
+        try:
+            if isinstance(result, Exception):
+                raise result
+            status = self._run_state(sliver, result)
+        except (SlicelabError, OSError) as exc:
+            log.warning("sliver %s failed: %s", sliver["sliver_id"], exc)
             return {"state": "failed", "error": str(exc), "status": None}
         return {"state": _STATES[status.state], "error": None, "status": status}
 

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,23 @@ def _check_id(value: str, field_name: str) -> None:
     _check(bool(_ID.match(value)), f"{field_name} {value!r} is not a valid id", field_name)
 
 
+def _check_capacity(capacity_mbps: float | None) -> None:
+    _check(
+        capacity_mbps is None or capacity_mbps > 0,
+        "capacity_mbps must be positive",
+        "capacity_mbps",
+    )
+
+
+def _refusal(parse: Callable[[str], object], value: str) -> str | None:
+    """Why ``parse`` refuses ``value`` (an address), or None when it takes it."""
+    try:
+        parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True)
 class PortRange:
     """Host ports ``[first_port, first_port + count)`` forwarded to the sliver.
@@ -74,16 +92,16 @@ class InterfaceSpec:
 
     def __post_init__(self) -> None:
         _check_id(self.link_id, "link_id")
-        _check(bool(_IFNAME.match(self.ifname)) and self.ifname not in ("eth0", "lo"),
-               f"ifname {self.ifname!r} is not usable (eth0 is the control interface)", "ifname")
+        _check(
+            bool(_IFNAME.match(self.ifname)) and self.ifname not in ("eth0", "lo"),
+            f"ifname {self.ifname!r} is not usable (eth0 is the control interface)",
+            "ifname",
+        )
         _check(self.mac is None or bool(_MAC.match(self.mac)), "mac must be lower-case", "mac")
         if self.ipv4 is not None:
-            try:
-                ipaddress.IPv4Interface(self.ipv4)
-            except ValueError as exc:
-                raise InvalidInput(f"ipv4 {self.ipv4!r}: {exc}", field="ipv4") from exc
-        _check(self.capacity_mbps is None or self.capacity_mbps > 0,
-               "capacity_mbps must be positive", "capacity_mbps")
+            reason = _refusal(ipaddress.IPv4Interface, self.ipv4)
+            _check(reason is None, f"ipv4 {self.ipv4!r}: {reason}", "ipv4")
+        _check_capacity(self.capacity_mbps)
 
 
 @dataclass(frozen=True)
@@ -103,8 +121,11 @@ class SliverSpec:
 
     def __post_init__(self) -> None:
         _check_id(self.sliver_id, "sliver_id")
-        _check(bool(_HOSTNAME.match(self.hostname)) and len(self.hostname) <= 253,
-               f"hostname {self.hostname!r} is not valid", "hostname")
+        _check(
+            bool(_HOSTNAME.match(self.hostname)) and len(self.hostname) <= 253,
+            f"hostname {self.hostname!r} is not valid",
+            "hostname",
+        )
         _check(0 < self.cores <= 1024, "cores must be in (0, 1024]", "cores")
         _check(self.memory_mib >= 16, "memory_mib must be at least 16", "memory_mib")
         _check(self.pids_max >= 8, "pids_max must be at least 8", "pids_max")
@@ -134,13 +155,13 @@ class LinkSpec:
     def __post_init__(self) -> None:
         _check_id(self.link_id, "link_id")
         _check(1 <= self.vni < 2**24, "vni must be in 1..2^24-1", "vni")
-        _check(self.capacity_mbps is None or self.capacity_mbps > 0,
-               "capacity_mbps must be positive", "capacity_mbps")
+        _check_capacity(self.capacity_mbps)
         for address in (*self.remotes, *([self.local_ip] if self.local_ip else [])):
-            try:
-                ipaddress.IPv4Address(address)
-            except ValueError as exc:
-                raise InvalidInput(f"{address!r} is not an IPv4 address", field="remotes") from exc
+            _check(
+                _refusal(ipaddress.IPv4Address, address) is None,
+                f"{address!r} is not an IPv4 address",
+                "remotes",
+            )
 
 
 class SliverState(enum.Enum):

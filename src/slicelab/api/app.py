@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from slicelab import __version__
+from slicelab.services.booking import stop_engines
 from slicelab.settings import Settings
 from slicelab.store.uow import UnitOfWorkFactory
 
@@ -44,7 +45,16 @@ def create_app(settings: Settings, *, uow_factory: UnitOfWorkFactory | None = No
     api.include_router(_allocation_routes.router)
     api.include_router(_lease_routes.router)
     _lease_routes.install_sweeper(app)
+    _install_allocation_engine(app, uow_factory)
     app.include_router(api)
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def _install_allocation_engine(app: FastAPI, uow_factory: UnitOfWorkFactory) -> None:
+    """Stop this process's allocation engine for the app's database with the app (it starts
+    on the first allocation)."""
+    bind = getattr(uow_factory, "engine", None)
+    if bind is not None:
+        app.router.on_shutdown.append(lambda: stop_engines(bind))

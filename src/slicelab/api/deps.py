@@ -12,9 +12,10 @@ from slicelab.domain.errors import AuthenticationFailed
 from slicelab.domain.roles import Caller
 from slicelab.services.tokens import authenticate
 from slicelab.settings import Settings
-from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory
+from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only
 
-__all__ = ["CallerDep", "Paging", "PagingDep", "SettingsDep", "UowDep"]
+__all__ = ["CallerDep", "Paging", "PagingDep", "ReadCallerDep", "ReadUowDep", "SettingsDep",
+           "UowDep"]
 
 MAX_OFFSET = 1_000_000_000
 
@@ -25,16 +26,32 @@ def _uow(request: Request) -> Iterator[UnitOfWork]:
         yield uow
 
 
+def _read_uow(request: Request) -> Iterator[UnitOfWork]:
+    """A read-only unit of work (on SQLite it takes no write lock): for routes that only read,
+    or whose writes another component makes (allocation goes through the allocation engine)."""
+    with read_only(request.app.state.uow_factory) as uow:
+        yield uow
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 UowDep = Annotated[UnitOfWork, Depends(_uow)]
+ReadUowDep = Annotated[UnitOfWork, Depends(_read_uow)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 def _caller(request: Request, uow: UowDep) -> Caller:
+    return _authenticated(request, uow)
+
+
+def _read_caller(request: Request, uow: ReadUowDep) -> Caller:
+    return _authenticated(request, uow)
+
+
+def _authenticated(request: Request, uow: UnitOfWork) -> Caller:
     client_ip = request.client.host if request.client else None
     header = request.headers.get("authorization")
     if header is None:
@@ -47,6 +64,7 @@ def _caller(request: Request, uow: UowDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
+ReadCallerDep = Annotated[Caller, Depends(_read_caller)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,7 @@ def whoami(as_json: output.JsonFlag = False) -> None:
     """Show the member the saved token belongs to."""
     with session.connect() as sl:
         me = sl.whoami()
-    if as_json:
-        output.print_json(me.to_json())
-        return
-    output.key_values(f"member {me.name}", member_fields(me))
+    output.detail(me, as_json=as_json, title=f"member {me.name}", fields=member_fields)
 
 
 def member_fields(member: Member) -> list[tuple[str, str]]:

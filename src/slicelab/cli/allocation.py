@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from slicelab.domain.errors import InvalidInput
-from slicelab.sdk.leases import Allocated, Leases
+from slicelab.sdk.leases import Allocated, Leases, SliceLease
 from slicelab.sdk.nodes import SliceStatus
 
 from . import output, session
@@ -27,8 +27,9 @@ Time = Annotated[datetime | None, typer.Option(help="A time, e.g. 2030-01-01T10:
 Span = Annotated[str | None, typer.Option(help="A duration: 90m, 2h, 1d.")]
 
 
-def read_request(rspec: Path | None,
-                 topology: Path | None) -> tuple[dict[str, Any] | None, bytes | None]:
+def read_request(
+    rspec: Path | None, topology: Path | None
+) -> tuple[dict[str, Any] | None, bytes | None]:
     """The topology (dict) or RSpec (bytes) named by exactly one of the two options."""
     if (rspec is None) == (topology is None):
         raise InvalidInput("give exactly one of --rspec FILE or --topology FILE", field="file")
@@ -48,29 +49,53 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _show(status: SliceStatus) -> None:
-    output.table(f"Slice {status.project}/{status.slice}",
-                 ["NODE", "HOST", "ALLOCATION", "OPERATIONAL", "EXPIRES", "ERROR"],
-                 [[s.client_id, s.node, s.allocation_state, s.operational_state,
-                   output.when(s.expires), s.error or ""] for s in status.slivers])
+    output.table(
+        f"Slice {status.project}/{status.slice}",
+        ["NODE", "HOST", "ALLOCATION", "OPERATIONAL", "EXPIRES", "ERROR"],
+        [
+            [
+                s.client_id,
+                s.node,
+                s.allocation_state,
+                s.operational_state,
+                output.when(s.expires),
+                s.error or "",
+            ]
+            for s in status.slivers
+        ],
+    )
 
 
 def _show_allocated(done: Allocated) -> None:
     lease = done.lease
-    output.key_values(f"Lease {lease.id}", [("slice", lease.slice),
-                                            ("start", lease.start.isoformat()),
-                                            ("expires", lease.end.isoformat())])
+    output.key_values(
+        f"Lease {lease.id}",
+        [
+            ("slice", lease.slice),
+            ("start", lease.start.isoformat()),
+            ("expires", lease.end.isoformat()),
+        ],
+    )
     _show(done.status)
 
 
-def allocate(ref: SliceRef, rspec: RSpecOpt = None, topology: TopologyOpt = None,
-             start: Time = None, end: Time = None, duration: Span = None,
-             manifest_out: Annotated[Path | None, typer.Option(
-                 "--manifest-out", help="Write the manifest RSpec here.")] = None) -> None:
+def allocate(
+    ref: SliceRef,
+    rspec: RSpecOpt = None,
+    topology: TopologyOpt = None,
+    start: Time = None,
+    end: Time = None,
+    duration: Span = None,
+    manifest_out: Annotated[
+        Path | None, typer.Option("--manifest-out", help="Write the manifest RSpec here.")
+    ] = None,
+) -> None:
     """Allocate slivers for a lease (now, or from --start), without provisioning them."""
     data, xml = read_request(rspec, topology)
     with session.connect() as client, explained():
-        done = Leases(client).allocate(ref, topology=data, rspec=xml, start=_aware(start),
-                                       end=_aware(end), duration=duration)
+        done = Leases(client).allocate(
+            ref, topology=data, rspec=xml, start=_aware(start), end=_aware(end), duration=duration
+        )
     _show_allocated(done)
     if manifest_out is not None and done.manifest is not None:
         manifest_out.write_text(done.manifest, encoding="utf-8")
@@ -87,6 +112,7 @@ def _operate(action: str) -> Callable[[str], None]:
     def command(ref: SliceRef) -> None:
         with session.connect() as client:
             _show(Leases(client).operate(ref, action))
+
     command.__doc__ = f"{action.capitalize()} every sliver of the slice."
     return command
 
@@ -102,23 +128,28 @@ def leases(ref: SliceRef, as_json: output.JsonFlag = False) -> None:
     """The slice's leases, each sliver with its expiry."""
     with session.connect() as client:
         found = Leases(client).leases(ref)
-    if as_json:
-        output.print_json([x.model_dump(mode="json") for x in found])
-        return
-    output.table(f"Leases of {ref}", ["LEASE", "START", "EXPIRES", "SLIVERS"],
-                 [[x.id, x.start.isoformat(), x.end.isoformat(),
-                   ", ".join(s.client_id for s in x.slivers)] for x in found])
+    LEASES.show(found, as_json=as_json, title=f"Leases of {ref}")
 
 
-def lease_renew(ref: SliceRef, by: Span = None, until: Time = None,
-                maximum: Annotated[bool, typer.Option("--max", help="As long as allowed.")]
-                = False) -> None:
+def _lease_row(lease: SliceLease) -> list[str]:
+    slivers = ", ".join(s.client_id for s in lease.slivers)
+    return [lease.id, lease.start.isoformat(), lease.end.isoformat(), slivers]
+
+
+LEASES = output.Listing("Leases", ["LEASE", "START", "EXPIRES", "SLIVERS"], _lease_row)
+
+
+def lease_renew(
+    ref: SliceRef,
+    by: Span = None,
+    until: Time = None,
+    maximum: Annotated[bool, typer.Option("--max", help="As long as allowed.")] = False,
+) -> None:
     """Renew the slice's leases by a duration, until a time, or as long as policy allows."""
     with session.connect() as client:
         found = Leases(client).renew(ref, by=by, until=_aware(until), maximum=maximum)
     for x in found:
-        output.say(f"lease {x.lease_id} renewed until {x.end.isoformat()} "
-                   f"(asked: {x.requested})")
+        output.say(f"lease {x.lease_id} renewed until {x.end.isoformat()} (asked: {x.requested})")
 
 
 def register(slice_app: typer.Typer) -> None:
@@ -135,29 +166,47 @@ def register(slice_app: typer.Typer) -> None:
 Count = Annotated[int | None, typer.Option(min=0)]
 
 
-def quota(project: Annotated[str, typer.Argument(help="The project.")],
-          cores: Annotated[float | None, typer.Option(min=0)] = None,
-          memory_mib: Count = None, slivers: Count = None, concurrent_leases: Count = None,
-          longest_lease: Span = None, book_ahead: Span = None) -> None:
+def quota(
+    project: Annotated[str, typer.Argument(help="The project.")],
+    cores: Annotated[float | None, typer.Option(min=0)] = None,
+    memory_mib: Count = None,
+    slivers: Count = None,
+    concurrent_leases: Count = None,
+    longest_lease: Span = None,
+    book_ahead: Span = None,
+) -> None:
     """Set a project's quota (admins and operators); unnamed limits are lifted."""
-    limits = {"cores": cores, "memory_mib": memory_mib, "slivers": slivers,
-              "concurrent_leases": concurrent_leases, "longest_lease": longest_lease,
-              "book_ahead": book_ahead}
+    limits = {
+        "cores": cores,
+        "memory_mib": memory_mib,
+        "slivers": slivers,
+        "concurrent_leases": concurrent_leases,
+        "longest_lease": longest_lease,
+        "book_ahead": book_ahead,
+    }
     with session.connect() as client:
         found = Leases(client).set_quota(project, **limits)
     output.key_values(f"Quota of {project}", [(k, str(v)) for k, v in found.items()])
 
 
-def limits(site: Annotated[str, typer.Argument(help="The site.")],
-           slivers_per_slice: Count = None,
-           cores_per_sliver: Annotated[float | None, typer.Option(min=0)] = None,
-           memory_mib_per_sliver: Count = None, longest_lease: Span = None,
-           book_ahead: Span = None, one_sliver_per_slice_per_node: bool = False) -> None:
+def limits(
+    site: Annotated[str, typer.Argument(help="The site.")],
+    slivers_per_slice: Count = None,
+    cores_per_sliver: Annotated[float | None, typer.Option(min=0)] = None,
+    memory_mib_per_sliver: Count = None,
+    longest_lease: Span = None,
+    book_ahead: Span = None,
+    one_sliver_per_slice_per_node: bool = False,
+) -> None:
     """Set a site's limits on every slice (admins and operators)."""
-    values = {"slivers_per_slice": slivers_per_slice, "cores_per_sliver": cores_per_sliver,
-              "memory_mib_per_sliver": memory_mib_per_sliver, "longest_lease": longest_lease,
-              "book_ahead": book_ahead,
-              "one_sliver_per_slice_per_node": one_sliver_per_slice_per_node}
+    values = {
+        "slivers_per_slice": slivers_per_slice,
+        "cores_per_sliver": cores_per_sliver,
+        "memory_mib_per_sliver": memory_mib_per_sliver,
+        "longest_lease": longest_lease,
+        "book_ahead": book_ahead,
+        "one_sliver_per_slice_per_node": one_sliver_per_slice_per_node,
+    }
     with session.connect() as client:
         found = Leases(client).set_site_limits(site, **values)
     output.key_values(f"Limits of site {site}", [(k, str(v)) for k, v in found.items()])

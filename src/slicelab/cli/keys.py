@@ -33,14 +33,20 @@ def read_key(source: str) -> str:
 def _one_key(text: str, source: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) != 1:
-        raise InvalidKey(f"{source} has {len(lines)} non-empty lines; give one SSH public key "
-                         "(e.g. ~/.ssh/id_ed25519.pub)", field="key")
+        raise InvalidKey(
+            f"{source} has {len(lines)} non-empty lines; give one SSH public key "
+            "(e.g. ~/.ssh/id_ed25519.pub)",
+            field="key",
+        )
     return lines[0]
 
 
 def _row(key: ApiKey) -> list[str]:
     bits = str(key.bits) if key.bits else "-"
     return [key.id, key.name or "-", key.type, bits, key.fingerprint, output.day(key.created)]
+
+
+KEYS = output.Listing("SSH keys", ["ID", "NAME", "TYPE", "BITS", "FINGERPRINT", "ADDED"], _row)
 
 
 @app.command("add")
@@ -61,12 +67,7 @@ def add(
 def list_keys(as_json: output.JsonFlag = False) -> None:
     """List your SSH public keys."""
     with session.connect() as sl:
-        keys = sl.keys()
-    if as_json:
-        output.print_json([k.to_json() for k in keys])
-        return
-    output.table("SSH keys", ["ID", "NAME", "TYPE", "BITS", "FINGERPRINT", "ADDED"],
-                 (_row(k) for k in keys))
+        KEYS.show(sl.keys(), as_json=as_json)
 
 
 @app.command("rm")

@@ -17,8 +17,16 @@ app = typer.Typer(help="Manage testbed members.", no_args_is_help=True)
 
 def _row(member: Member) -> list[str]:
     lead = "yes" if member.can_lead else "no"
-    return [member.name, member.email, ", ".join(member.roles) or "-", lead,
-            output.day(member.created)]
+    return [
+        member.name,
+        member.email,
+        ", ".join(member.roles) or "-",
+        lead,
+        output.day(member.created),
+    ]
+
+
+MEMBERS = output.Listing("Members", ["NAME", "EMAIL", "ROLES", "PI", "SINCE"], _row)
 
 
 def _roles(*, admin: bool, operator: bool) -> tuple[str, ...]:
@@ -36,8 +44,9 @@ def add(
 ) -> None:
     """Add a member and print their first API token."""
     with session.connect() as sl:
-        made = sl.create_member(name, email=email, can_lead=pi,
-                                roles=_roles(admin=admin, operator=operator))
+        made = sl.create_member(
+            name, email=email, can_lead=pi, roles=_roles(admin=admin, operator=operator)
+        )
         url = sl.url
     if as_json:
         output.print_json(made.to_json())
@@ -51,8 +60,4 @@ def add(
 def list_members(as_json: output.JsonFlag = False) -> None:
     """List members."""
     with session.connect() as sl:
-        members = sl.members()
-    if as_json:
-        output.print_json([m.to_json() for m in members])
-        return
-    output.table("Members", ["NAME", "EMAIL", "ROLES", "PI", "SINCE"], (_row(m) for m in members))
+        MEMBERS.show(sl.members(), as_json=as_json)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from slicelab.sdk.nodes import Node
+from slicelab.sdk.nodes import Image, Node
 
 from . import output, session
 
@@ -23,41 +23,58 @@ STATE_DIR = "/var/lib/slicelab/agent"
 
 def agent_command(url: str, token: str) -> str:
     """The command line that enrolls and runs the agent on the new node."""
-    argv = ["slicelab", "agent", "run", "--server", url, "--state-dir", STATE_DIR,
-            "--enroll-token", token]
+    argv = [
+        "slicelab",
+        "agent",
+        "run",
+        "--server",
+        url,
+        "--state-dir",
+        STATE_DIR,
+        "--enroll-token",
+        token,
+    ]
     return shlex.join(argv)
 
 
 @app.command("enroll")
-def enroll(site: Annotated[str, typer.Option(help="The node's site.")],
-           name: Annotated[str | None, typer.Option(help="The node's name "
-                                                    "(default: its host name).")] = None
-           ) -> None:
+def enroll(
+    site: Annotated[str, typer.Option(help="The node's site.")],
+    name: Annotated[
+        str | None, typer.Option(help="The node's name (default: its host name).")
+    ] = None,
+) -> None:
     """Make a one-time enrollment token; prints it and the agent's command line."""
     with session.connect() as sl:
         made = sl.enroll_node(site, name=name)
         url = sl.url
-    output.say(f"enrollment token for a node of site [bold]{site}[/], "
-               f"valid until {output.when(made.expires)}:")
+    output.say(
+        f"enrollment token for a node of site [bold]{site}[/], "
+        f"valid until {output.when(made.expires)}:"
+    )
     output.plain(made.token)
     output.say("run on the node, as root:")
     output.plain(agent_command(url, made.token))
 
 
 def _row(node: Node) -> list[str]:
-    return [node.name, node.site, node.boot_state, node.host_ip or "-",
-            output.when(node.last_seen) if node.last_seen else "never"]
+    return [
+        node.name,
+        node.site,
+        node.boot_state,
+        node.host_ip or "-",
+        output.when(node.last_seen) if node.last_seen else "never",
+    ]
+
+
+NODES = output.Listing("Nodes", ["NODE", "SITE", "STATE", "ADDRESS", "LAST SEEN"], _row)
 
 
 @app.command("list")
 def list_nodes(as_json: output.JsonFlag = False) -> None:
     """List the nodes with their boot states and last contact."""
     with session.connect() as sl:
-        found = sl.nodes()
-    if as_json:
-        output.print_json([n.model_dump(mode="json") for n in found])
-        return
-    output.table("Nodes", ["NODE", "SITE", "STATE", "ADDRESS", "LAST SEEN"], map(_row, found))
+        NODES.show(sl.nodes(), as_json=as_json)
 
 
 @app.command("show")
@@ -73,21 +90,29 @@ def show(name: NodeName, as_json: output.JsonFlag = False) -> None:
         return
     inv = node.inventory
     devices = ", ".join(f"{d.get('name')} ({d.get('kind')})" for d in inv.get("devices", []))
-    output.key_values(f"node {node.name}", [
-        ("id", node.id), ("urn", node.urn), ("site", node.site),
-        ("boot state", node.boot_state), ("address", node.host_ip or "-"),
-        ("last seen", output.when(node.last_seen) if node.last_seen else "never"),
-        ("auth failures", str(node.auth_failures)),
-        ("cores", str(inv.get("cores", "-"))), ("memory MiB", str(inv.get("memory_mib", "-"))),
-        ("disk GiB", str(inv.get("disk_gib", "-"))), ("devices", devices or "-"),
-    ])
+    output.key_values(
+        f"node {node.name}",
+        [
+            ("id", node.id),
+            ("urn", node.urn),
+            ("site", node.site),
+            ("boot state", node.boot_state),
+            ("address", node.host_ip or "-"),
+            ("last seen", output.when(node.last_seen) if node.last_seen else "never"),
+            ("auth failures", str(node.auth_failures)),
+            ("cores", str(inv.get("cores", "-"))),
+            ("memory MiB", str(inv.get("memory_mib", "-"))),
+            ("disk GiB", str(inv.get("disk_gib", "-"))),
+            ("devices", devices or "-"),
+        ],
+    )
     output.table("Image cache", ["IMAGE", "BYTES", "PINNED", "DOWNLOAD"], cache["rows"])
 
 
 @app.command("set-state")
-def set_state(name: NodeName,
-              state: Annotated[str, typer.Argument(help="boot, reinstall, debug or disabled")]
-              ) -> None:
+def set_state(
+    name: NodeName, state: Annotated[str, typer.Argument(help="boot, reinstall, debug or disabled")]
+) -> None:
     """Move a node to a boot state (operators)."""
     with session.connect() as sl:
         node = sl.set_node_state(name, state)
@@ -102,13 +127,15 @@ def build(name: Annotated[str, typer.Argument(help="The image to build (minimal)
     output.say(f"image [bold]{image.name}[/]: {image.files} files, {image.bytes} bytes")
 
 
+def _image_row(image: Image) -> list[str]:
+    return [image.name, str(image.files), str(image.bytes)]
+
+
+IMAGES = output.Listing("Images", ["IMAGE", "FILES", "BYTES"], _image_row)
+
+
 @images.command("list")
 def list_images(as_json: output.JsonFlag = False) -> None:
     """List the images the aggregate serves."""
     with session.connect() as sl:
-        found = sl.images()
-    if as_json:
-        output.print_json([i.model_dump(mode="json") for i in found])
-        return
-    output.table("Images", ["IMAGE", "FILES", "BYTES"],
-                 ([i.name, str(i.files), str(i.bytes)] for i in found))
+        IMAGES.show(sl.images(), as_json=as_json)

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 __all__ = [
     "JsonFlag",
+    "Listing",
     "day",
+    "detail",
     "error_line",
     "key_values",
     "plain",
@@ -34,8 +38,15 @@ JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print plain JSON for scripts instead of a table.")
 ]
 
-_UNITS = (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600),
-          ("minute", 60))
+M = TypeVar("M", bound=BaseModel)
+
+_UNITS = (
+    ("year", 365 * 86400),
+    ("month", 30 * 86400),
+    ("day", 86400),
+    ("hour", 3600),
+    ("minute", 60),
+)
 
 
 def _stdout() -> Console:
@@ -87,6 +98,33 @@ def key_values(title: str, pairs: Iterable[tuple[str, str]]) -> None:
     for key, value in pairs:
         out.add_row(key, Text(value))
     _stdout().print(out)
+
+
+@dataclass(frozen=True)
+class Listing(Generic[M]):
+    """How a list command shows its items: a table of ``columns``, one ``row`` an item."""
+
+    title: str
+    columns: Sequence[str]
+    row: Callable[[M], Sequence[str]]
+
+    def show(self, items: Iterable[M], *, as_json: bool, title: str | None = None) -> None:
+        """A JSON list for scripts, else the table (``title`` replaces the usual one)."""
+        items = list(items)
+        if as_json:
+            print_json([item.model_dump(mode="json") for item in items])
+            return
+        table(title or self.title, self.columns, (self.row(item) for item in items))
+
+
+def detail(
+    item: M, *, as_json: bool, title: str, fields: Callable[[M], Iterable[tuple[str, str]]]
+) -> None:
+    """A show command's output: the JSON document for scripts, else its ``fields``."""
+    if as_json:
+        print_json(item.model_dump(mode="json"))
+        return
+    key_values(title, fields(item))
 
 
 def relative(moment: datetime, *, now: datetime | None = None) -> str:

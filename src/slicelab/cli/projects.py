@@ -19,8 +19,16 @@ MemberName = Annotated[str, typer.Argument(metavar="MEMBER", help="A member's na
 
 def _row(project: Project) -> list[str]:
     leads = [m.name for m in project.members if m.role in ("pi", "lead", "owner")]
-    return [project.name, ", ".join(leads) or "-", str(len(project.members)),
-            output.day(project.created), project.description]
+    return [
+        project.name,
+        ", ".join(leads) or "-",
+        str(len(project.members)),
+        output.day(project.created),
+        project.description,
+    ]
+
+
+PROJECTS = output.Listing("Projects", ["NAME", "LED BY", "MEMBERS", "CREATED", "DESCRIPTION"], _row)
 
 
 def _fields(project: Project) -> list[tuple[str, str]]:
@@ -50,12 +58,7 @@ def create(
 def list_projects(as_json: output.JsonFlag = False) -> None:
     """List the projects you can see."""
     with session.connect() as sl:
-        projects = sl.projects()
-    if as_json:
-        output.print_json([p.to_json() for p in projects])
-        return
-    output.table("Projects", ["NAME", "LED BY", "MEMBERS", "CREATED", "DESCRIPTION"],
-                 (_row(p) for p in projects))
+        PROJECTS.show(sl.projects(), as_json=as_json)
 
 
 @app.command("show")
@@ -63,10 +66,7 @@ def show(name: ProjectName, as_json: output.JsonFlag = False) -> None:
     """Show a project, its members and pending invitations and requests."""
     with session.connect() as sl:
         project = sl.project(name)
-    if as_json:
-        output.print_json(project.to_json())
-        return
-    output.key_values(f"project {project.name}", _fields(project))
+    output.detail(project, as_json=as_json, title=f"project {project.name}", fields=_fields)
 
 
 @app.command("invite")

@@ -17,18 +17,23 @@ DEFAULT_PORT = 8470
 admin = typer.Typer(help="Set up a slicelab server.", no_args_is_help=True)
 Db = Annotated[
     str | None,
-    typer.Option(metavar="PATH", help="SQLite file or database URL (default: under "
-                 "$XDG_DATA_HOME/slicelab, or $SLICELAB_DATABASE_URL)."),
+    typer.Option(
+        metavar="PATH",
+        help="SQLite file or database URL (default: under "
+        "$XDG_DATA_HOME/slicelab, or $SLICELAB_DATABASE_URL).",
+    ),
 ]
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (0: any free port); raises if it cannot."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Accepted connections need TCP_NODELAY: without it every kept-alive request after the
+    # first waits ~40 ms for a delayed ACK (agent polls, image batches, uploads). Linux
+    # copies it from the listening socket; asyncio also sets it on every accepted socket,
+    # but only on sockets that name their protocol (proto 0 is skipped).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: without it every kept-alive request after the
-    # first waits ~40 ms for a delayed ACK (agent polls, image batches, uploads).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
@@ -65,8 +70,9 @@ def server(
     try:
         app = _build_app(db)
         output.plain(f"slicelab server listening on {_url(sock)} (Ctrl-C to stop)")
-        uvicorn.Server(uvicorn.Config(app, log_level="warning",
-                                     timeout_graceful_shutdown=2)).run(sockets=[sock])
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(
+            sockets=[sock]
+        )
     except KeyboardInterrupt:
         output.plain("slicelab server stopped")
     finally:
@@ -81,8 +87,9 @@ def init(
     url: Annotated[str, typer.Option(help="The server's URL, for the login line printed.")] = (
         f"http://127.0.0.1:{DEFAULT_PORT}"
     ),
-    new_token: Annotated[bool, typer.Option(
-        "--new-token", help="The admin exists already: give it a new token.")] = False,
+    new_token: Annotated[
+        bool, typer.Option("--new-token", help="The admin exists already: give it a new token.")
+    ] = False,
 ) -> None:
     """Create the database and its first admin; print the admin's API token."""
     from slicelab.bootstrap import init_admin

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from slicelab.sdk.nodes import Site
+
 from . import output, session
 
 __all__ = ["app"]
@@ -21,13 +23,15 @@ def create(name: Annotated[str, typer.Argument(help="The site's name.")]) -> Non
     output.say(f"created site [bold]{site.name}[/] ({site.urn})")
 
 
+def _row(site: Site) -> list[str]:
+    return [site.name, site.urn, output.when(site.created)]
+
+
+SITES = output.Listing("Sites", ["SITE", "URN", "CREATED"], _row)
+
+
 @app.command("list")
 def list_sites(as_json: output.JsonFlag = False) -> None:
     """List the sites."""
     with session.connect() as sl:
-        found = sl.sites()
-    if as_json:
-        output.print_json([s.model_dump(mode="json") for s in found])
-        return
-    output.table("Sites", ["SITE", "URN", "CREATED"],
-                 ([s.name, s.urn, output.when(s.created)] for s in found))
+        SITES.show(sl.sites(), as_json=as_json)

@@ -29,8 +29,9 @@ def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise InvalidInput(f"not an ISO 8601 time: {text!r} (e.g. 2030-01-31T12:00Z)",
-                           field="until") from exc
+        raise InvalidInput(
+            f"not an ISO 8601 time: {text!r} (e.g. 2030-01-31T12:00Z)", field="until"
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -40,6 +41,9 @@ def _until(text: str | None) -> datetime | None:
 
 def _row(item: Slice) -> list[str]:
     return [item.ref, item.creator or "-", output.when(item.expires)]
+
+
+SLICES = output.Listing("Slices", ["SLICE", "CREATOR", "EXPIRES"], _row)
 
 
 def _fields(item: Slice) -> list[tuple[str, str]]:
@@ -70,11 +74,7 @@ def list_slices(
 ) -> None:
     """List the slices you can see."""
     with session.connect() as sl:
-        found = sl.slices(project=project)
-    if as_json:
-        output.print_json([s.to_json() for s in found])
-        return
-    output.table("Slices", ["SLICE", "CREATOR", "EXPIRES"], (_row(s) for s in found))
+        SLICES.show(sl.slices(project=project), as_json=as_json)
 
 
 @app.command("show")
@@ -82,10 +82,7 @@ def show(ref: SliceRef, as_json: output.JsonFlag = False) -> None:
     """Show one slice."""
     with session.connect() as sl:
         item = sl.get_slice(ref)
-    if as_json:
-        output.print_json(item.to_json())
-        return
-    output.key_values(f"slice {item.ref}", _fields(item))
+    output.detail(item, as_json=as_json, title=f"slice {item.ref}", fields=_fields)
 
 
 @app.command("renew")
@@ -119,11 +116,9 @@ def delete(
 ) -> None:
     """Delete a slice and everything in it."""
     if not yes and not sys.stdin.isatty():
-        raise InvalidInput(f"not deleting {ref} without --yes (no terminal to ask on)",
-                           field="yes")
+        raise InvalidInput(f"not deleting {ref} without --yes (no terminal to ask on)", field="yes")
     if not yes:
         typer.confirm(f"delete slice {ref} and all its slivers?", abort=True, err=True)
     with session.connect() as sl:
         sl.delete_slice(ref)
     output.say(f"deleted slice {ref}")
-

@@ -19,6 +19,9 @@ def _row(token: ApiToken) -> list[str]:
     return [token.id, token.name, output.day(token.created), output.when(token.expires)]
 
 
+TOKENS = output.Listing("API tokens", ["ID", "NAME", "CREATED", "EXPIRES"], _row)
+
+
 @app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="What the token is for.")],
@@ -40,11 +43,7 @@ def create(
 def list_tokens(as_json: output.JsonFlag = False) -> None:
     """List your API tokens (not their secrets)."""
     with session.connect() as sl:
-        tokens = sl.tokens()
-    if as_json:
-        output.print_json([t.to_json() for t in tokens])
-        return
-    output.table("API tokens", ["ID", "NAME", "CREATED", "EXPIRES"], (_row(t) for t in tokens))
+        TOKENS.show(sl.tokens(), as_json=as_json)
 
 
 @app.command("revoke")

@@ -72,6 +72,14 @@ class SlicelabError(Exception):
     status: int = 500
     title: str = "Internal error"
 
+    def __init_subclass__(cls, *, status: int | None = None, title: str | None = None) -> None:
+        """``class NotFound(SlicelabError, status=404, title="Not found")`` sets both."""
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if title is not None:
+            cls.title = title
+
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -85,68 +93,46 @@ class SlicelabError(Exception):
         return {}
 
 
-class InvalidInput(SlicelabError):
-    status = 422
-    title = "Invalid input"
+class InvalidInput(SlicelabError, status=422, title="Invalid input"): ...
 
 
-class InvalidURN(InvalidInput):
-    title = "Invalid URN"
+class InvalidURN(InvalidInput, title="Invalid URN"): ...
 
 
-class InvalidName(InvalidInput):
-    title = "Invalid name"
+class InvalidName(InvalidInput, title="Invalid name"): ...
 
 
-class InvalidKey(InvalidInput):
-    title = "Invalid SSH key"
+class InvalidKey(InvalidInput, title="Invalid SSH key"): ...
 
 
-class InvalidResources(InvalidInput):
-    title = "Invalid resources"
+class InvalidResources(InvalidInput, title="Invalid resources"): ...
 
 
-class InvalidTopology(InvalidInput):
-    title = "Invalid topology"
+class InvalidTopology(InvalidInput, title="Invalid topology"): ...
 
 
-class PolicyViolation(InvalidInput):
-    title = "Policy violation"
+class PolicyViolation(InvalidInput, title="Policy violation"): ...
 
 
-class AuthenticationFailed(SlicelabError):
-    status = 401
-    title = "Authentication failed"
+class AuthenticationFailed(SlicelabError, status=401, title="Authentication failed"): ...
 
 
-class PermissionDenied(SlicelabError):
-    status = 403
-    title = "Permission denied"
+class PermissionDenied(SlicelabError, status=403, title="Permission denied"): ...
 
 
-class NotFound(SlicelabError):
-    status = 404
-    title = "Not found"
+class NotFound(SlicelabError, status=404, title="Not found"): ...
 
 
-class Conflict(SlicelabError):
-    status = 409
-    title = "Conflict"
+class Conflict(SlicelabError, status=409, title="Conflict"): ...
 
 
-class IllegalTransition(Conflict):
-    title = "Illegal state transition"
+class IllegalTransition(Conflict, title="Illegal state transition"): ...
 
 
-class InsufficientResources(Conflict):
-    title = "Insufficient resources"
+class InsufficientResources(Conflict, title="Insufficient resources"): ...
 
 
-class PayloadTooLarge(SlicelabError):
-    status = 413
-    title = "Payload too large"
+class PayloadTooLarge(SlicelabError, status=413, title="Payload too large"): ...
 
 
-class Unavailable(SlicelabError):
-    status = 503
-    title = "Service unavailable"
+class Unavailable(SlicelabError, status=503, title="Service unavailable"): ...

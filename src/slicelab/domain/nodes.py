@@ -17,6 +17,7 @@ from .errors import IllegalTransition, InvalidInput
 from .members import require_utc
 from .names import NODE_NAME, SITE_NAME, check_name
 from .resources import Device, DeviceKind, Resources, capacity_of_devices
+from .transitions import move
 from .urn import URN
 
 __all__ = [
@@ -47,13 +48,13 @@ class BootState(StrEnum):
 
 
 class BootEvent(StrEnum):
-    CONTACT = "contact"              # the agent polled for the first time
-    INSTALLED = "installed"          # the agent applied an install or reinstall
-    REINSTALL = "reinstall"          # an operator asked for a reinstall
-    DEBUG = "debug"                  # an operator asked for debug
+    CONTACT = "contact"  # the agent polled for the first time
+    INSTALLED = "installed"  # the agent applied an install or reinstall
+    REINSTALL = "reinstall"  # an operator asked for a reinstall
+    DEBUG = "debug"  # an operator asked for debug
     AUTH_FAILURES = "auth_failures"  # too many failed signatures in a row
-    DISABLE = "disable"              # an operator took the node out of service
-    ENABLE = "enable"                # an operator put it back into service
+    DISABLE = "disable"  # an operator took the node out of service
+    ENABLE = "enable"  # an operator put it back into service
 
 
 B, E = BootState, BootEvent
@@ -82,11 +83,7 @@ OPERATOR_EVENTS: dict[BootState, BootEvent] = {
 
 
 def next_boot_state(state: BootState, event: BootEvent) -> BootState:
-    try:
-        return BOOT_TRANSITIONS[(state, event)]
-    except KeyError:
-        raise IllegalTransition(f"cannot {event.value} a node in boot state {state.value}",
-                                field="boot_state") from None
+    return move(BOOT_TRANSITIONS, state, event, what="a node in boot state", field="boot_state")
 
 
 def operator_event(target: str) -> BootEvent:
@@ -95,8 +92,9 @@ def operator_event(target: str) -> BootEvent:
         return OPERATOR_EVENTS[BootState(target)]
     except (ValueError, KeyError):
         allowed = ", ".join(s.value for s in OPERATOR_EVENTS)
-        raise IllegalTransition(f"operators may set a node to {allowed}, not {target!r}",
-                                field="state") from None
+        raise IllegalTransition(
+            f"operators may set a node to {allowed}, not {target!r}", field="state"
+        ) from None
 
 
 def site_urn(authority: str, name: str) -> URN:
@@ -135,23 +133,39 @@ class Inventory:
         if not isinstance(data, dict):
             raise InvalidInput("inventory must be an object", field="inventory")
         try:
-            devices = tuple(Device(str(d["name"]), DeviceKind(d.get("kind", "shared")))
-                            for d in data.get("devices", ()))
-            return cls(cores=float(data.get("cores", 0)), memory_mib=int(data.get("memory_mib", 0)),
-                       disk_gib=int(data.get("disk_gib", 0)), devices=devices,
-                       interfaces=tuple(dict(i) for i in data.get("interfaces", ())),
-                       host_ip=data.get("host_ip"))
+            devices = tuple(
+                Device(str(d["name"]), DeviceKind(d.get("kind", "shared")))
+                for d in data.get("devices", ())
+            )
+            return cls(
+                cores=float(data.get("cores", 0)),
+                memory_mib=int(data.get("memory_mib", 0)),
+                disk_gib=int(data.get("disk_gib", 0)),
+                devices=devices,
+                interfaces=tuple(dict(i) for i in data.get("interfaces", ())),
+                host_ip=data.get("host_ip"),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"inventory is malformed: {exc}", field="inventory") from None
 
     def to_json(self) -> dict[str, object]:
-        return {"cores": self.cores, "memory_mib": self.memory_mib, "disk_gib": self.disk_gib,
-                "devices": [{"name": d.name, "kind": d.kind.value} for d in self.devices],
-                "interfaces": [dict(i) for i in self.interfaces], "host_ip": self.host_ip}
+        return {
+            "cores": self.cores,
+            "memory_mib": self.memory_mib,
+            "disk_gib": self.disk_gib,
+            "devices": [{"name": d.name, "kind": d.kind.value} for d in self.devices],
+            "interfaces": [dict(i) for i in self.interfaces],
+            "host_ip": self.host_ip,
+        }
 
     def capacity(self) -> Resources:
-        return Resources(round(self.cores * 1000), self.memory_mib, self.disk_gib, 0,
-                         capacity_of_devices(self.devices))
+        return Resources(
+            round(self.cores * 1000),
+            self.memory_mib,
+            self.disk_gib,
+            0,
+            capacity_of_devices(self.devices),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +199,10 @@ class Node:
     def auth_failed(self, *, limit: int = AUTH_FAILURE_LIMIT) -> Node:
         """One more failure in a row; at ``limit`` the node goes into ``debug`` (once)."""
         node = replace(self, auth_failures=self.auth_failures + 1)
-        if node.auth_failures >= limit and (node.boot_state, BootEvent.AUTH_FAILURES) in \
-                BOOT_TRANSITIONS:
+        if (
+            node.auth_failures >= limit
+            and (node.boot_state, BootEvent.AUTH_FAILURES) in BOOT_TRANSITIONS
+        ):
             node = node.on(BootEvent.AUTH_FAILURES)
         return node
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .errors import IllegalTransition
+from .transitions import move
 
 __all__ = [
     "ALLOCATION_TRANSITIONS",
@@ -50,12 +51,12 @@ class AllocationEvent(StrEnum):
 
 class OperationalEvent(StrEnum):
     PROVISIONED = "provisioned"  # the aggregate handed the sliver to its node
-    START = "start"              # the node began (re)configuring it
-    READY = "ready"              # the node reports it running
-    STOP = "stop"                # a stop was asked for
-    STOPPED = "stopped"          # the node reports it stopped
-    RESTART = "restart"          # a restart was asked for
-    FAIL = "fail"                # the node reports an error
+    START = "start"  # the node began (re)configuring it
+    READY = "ready"  # the node reports it running
+    STOP = "stop"  # a stop was asked for
+    STOPPED = "stopped"  # the node reports it stopped
+    RESTART = "restart"  # a restart was asked for
+    FAIL = "fail"  # the node reports an error
 
 
 A, OS = AllocationState, OperationalState
@@ -89,19 +90,23 @@ OPERATIONAL_TRANSITIONS: dict[tuple[OperationalState, OperationalEvent], Operati
 
 
 def next_allocation(state: AllocationState, event: AllocationEvent) -> AllocationState:
-    try:
-        return ALLOCATION_TRANSITIONS[(state, event)]
-    except KeyError:
-        raise IllegalTransition(f"cannot {event.value} a sliver in allocation state {state.value}",
-                                field="allocation_state") from None
+    return move(
+        ALLOCATION_TRANSITIONS,
+        state,
+        event,
+        what="a sliver in allocation state",
+        field="allocation_state",
+    )
 
 
 def next_operational(state: OperationalState, event: OperationalEvent) -> OperationalState:
-    try:
-        return OPERATIONAL_TRANSITIONS[(state, event)]
-    except KeyError:
-        raise IllegalTransition(f"cannot {event.value} a sliver in operational state {state.value}",
-                                field="operational_state") from None
+    return move(
+        OPERATIONAL_TRANSITIONS,
+        state,
+        event,
+        what="a sliver in operational state",
+        field="operational_state",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,5 +130,6 @@ class SliverState:
             raise IllegalTransition(
                 f"cannot {event.value} a sliver that is {self.allocation.value}; "
                 "provision it first",
-                field="allocation_state")
+                field="allocation_state",
+            )
         return replace(self, operational=next_operational(self.operational, event))

@@ -18,6 +18,8 @@ from slicelab.domain.errors import InvalidInput
 
 __all__ = ["ArchiveOptions", "extract_archive", "normalize_tarball", "write_archive"]
 
+_READ_SIZE = 64 * 1024  # bytes per read while unpacking a stream
+
 
 @dataclass(frozen=True, slots=True)
 class ArchiveOptions:
@@ -57,8 +59,9 @@ def write_archive(
         raise InvalidInput(f"not a directory: {source}", field="source")
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path in _sorted_paths(source):
-            info = _normalized(tar.gettarinfo(str(path), path.relative_to(source).as_posix()),
-                               options)
+            info = _normalized(
+                tar.gettarinfo(str(path), path.relative_to(source).as_posix()), options
+            )
             if info.isreg():
                 with path.open("rb") as handle:
                     tar.addfile(info, handle)
@@ -93,7 +96,8 @@ def extract_archive(stream: BinaryIO, dest: Path, *, keep_owners: bool = False) 
     """
     dest.mkdir(parents=True, exist_ok=True)
     chosen = _rootfs_filter if keep_owners else tarfile.data_filter
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=_READ_SIZE) as tar:
+        tar.copybufsize = _READ_SIZE  # type: ignore[attr-defined]  # file contents, 64 KiB reads
         try:
             tar.extractall(dest, filter=chosen)
         except tarfile.FilterError as exc:

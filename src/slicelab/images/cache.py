@@ -3,9 +3,11 @@
 The cache keeps chunks and manifests in a :class:`ChunkStore` under ``root/store`` and
 unpacked images under ``root/trees/<id>`` (the sliver runtime uses these as overlay lower
 directories).  ``root/cache.json`` remembers, per image, when it was last used and how
-big its tree is.  Disk use is held under ``quota`` bytes: past ``high`` of it, images
-that are not pinned are evicted least recently used first until use is under ``low``;
-if even that cannot make room, :class:`CacheFull` says how much the pinned images hold.
+big its tree is; ``root/spool`` holds batch answers while they are read
+(:class:`~slicelab.images.fetch.Spool`).  Disk use is held under ``quota`` bytes: past
+``high`` of it, images that are not pinned are evicted least recently used first until
+use is under ``low``; if even that cannot make room, :class:`CacheFull` says how much
+the pinned images hold.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import zstandard
 
-from slicelab.domain.errors import InvalidInput
+from slicelab.domain.errors import InvalidInput, NotFound
 from slicelab.images.archive import extract_archive
 from slicelab.images.errors import CacheFull, IntegrityError
-from slicelab.images.fetch import Fetcher, FetchOptions, ProgressFn
+from slicelab.images.fetch import Fetcher, FetchOptions, ProgressFn, open_frame
 from slicelab.images.manifest import Manifest
 from slicelab.images.store import ChunkStore, atomic_write
 
@@ -80,16 +83,28 @@ class _ChunkReader(io.RawIOBase):
 class ImageCache:
     """Chunks, manifests and unpacked trees of the images a node needs."""
 
-    def __init__(self, root: Path, *, base_url: str, quota: Quota,
-                 options: FetchOptions | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        base_url: str,
+        quota: Quota,
+        options: FetchOptions | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = root
         self.store = ChunkStore(root / "store")
         self.quota = quota
-        self.fetcher = Fetcher(self.store, base_url, options=options or FetchOptions(),
-                               transport=transport)
+        self.fetcher = Fetcher(
+            self.store,
+            base_url,
+            options=options or FetchOptions(),
+            transport=transport,
+            spool=root / "spool",
+        )
         self._clock = clock
+        self._counted: tuple[int, int] | None = None  # (store bytes, sink bytes) when scanned
         self._index_path = root / "cache.json"
         self._index: dict[str, dict[str, float]] = (
             json.loads(self._index_path.read_bytes()) if self._index_path.exists() else {}
@@ -100,8 +115,11 @@ class ImageCache:
     # -- bookkeeping -------------------------------------------------------------------
 
     def _save(self) -> None:
-        atomic_write(self._index_path, json.dumps(self._index, sort_keys=True).encode(),
-                     tmp_dir=self.store.tmp)
+        atomic_write(
+            self._index_path,
+            json.dumps(self._index, sort_keys=True).encode(),
+            tmp_dir=self.store.tmp,
+        )
 
     def _touch(self, image: str, **fields: float) -> None:
         entry = self._index.setdefault(image, {"last_used": 0.0, "tree_bytes": 0})
@@ -110,13 +128,19 @@ class ImageCache:
 
     def images(self) -> list[CachedImage]:
         """Known images, least recently used first."""
-        rows = [CachedImage(i, e["last_used"], int(e["tree_bytes"]))
-                for i, e in self._index.items()]
+        rows = [
+            CachedImage(i, e["last_used"], int(e["tree_bytes"])) for i, e in self._index.items()
+        ]
         return sorted(rows, key=lambda r: (r.last_used, r.id))
 
-    def usage(self) -> int:
-        """Bytes of chunks, manifests and unpacked trees."""
-        return self.store.usage() + sum(int(e["tree_bytes"]) for e in self._index.values())
+    def usage(self, *, fresh: bool = True) -> int:
+        """Bytes of chunks, manifests and unpacked trees.  ``fresh=False`` (for reports)
+        counts the store's files only once and then adds the chunks written since."""
+        written = self.fetcher.sink.written
+        if fresh or self._counted is None:
+            self._counted = (self.store.usage(), written)
+        stored = self._counted[0] + written - self._counted[1]
+        return stored + sum(int(e["tree_bytes"]) for e in self._index.values())
 
     def tree_path(self, image: str) -> Path:
         return self.root / "trees" / image
@@ -130,17 +154,34 @@ class ImageCache:
     # -- fetching ----------------------------------------------------------------------
 
     def missing(self, manifest: Manifest) -> dict[str, int]:
-        """Chunks (hash -> length) not present and sound; unsound ones are deleted."""
-        return {h: n for h, n in manifest.unique_hashes().items() if not self.store.verify(h)}
+        """Chunks (hash -> length) not present and sound; unsound ones are deleted.  Chunks
+        this cache received and checked itself are not read again (unpacking checks each
+        chunk it reads)."""
+        checked = self.fetcher.sink.verified
+        return {
+            h: n
+            for h, n in manifest.unique_hashes().items()
+            if not (h in checked and self.store.has(h)) and not self.store.verify(h)
+        }
+
+    def _drop_chunk(self, digest: str) -> None:
+        self.fetcher.sink.verified.discard(digest)
+        self.store.delete(digest)
 
     def _base_for(self, image: str) -> str | None:
         """The most recently used other image: likely an older version of this one."""
         others = [r.id for r in self.images() if r.id != image]
         return others[-1] if others else None
 
-    async def fetch(self, image: str, *, pins: Iterable[str] = (),
-                    progress: ProgressFn | None = None, base: str | None = None,
-                    unpack: bool = False) -> Manifest:
+    async def fetch(
+        self,
+        image: str,
+        *,
+        pins: Iterable[str] = (),
+        progress: ProgressFn | None = None,
+        base: str | None = None,
+        unpack: bool = False,
+    ) -> Manifest:
         """Make every chunk of ``image`` present and verified, fetching only what is missing.
 
         ``base`` names a manifest held here that the new one probably shares most chunks
@@ -153,6 +194,7 @@ class ImageCache:
             manifest = await self.fetcher.manifest(client, image, base=base)
         if image not in self._index:
             self._touch(image)
+        await asyncio.to_thread(self.fetcher.spool.recover, self.fetcher.sink)
         missing = await asyncio.to_thread(self.missing, manifest)
         needed = sum(missing.values())
         if unpack and not (self.tree_path(image) / _MARKER).exists():
@@ -176,8 +218,14 @@ class ImageCache:
 
     # -- unpacking ---------------------------------------------------------------------
 
-    async def materialize(self, image: str, *, pins: Iterable[str] = (),
-                          keep_owners: bool = False) -> Path:
+    async def materialize(
+        self,
+        image: str,
+        *,
+        pins: Iterable[str] = (),
+        keep_owners: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> Path:
         """Fetch if needed and unpack ``image`` into its tree; returns the tree's path.
 
         A chunk found corrupt while unpacking is deleted, fetched again and the unpack
@@ -188,7 +236,7 @@ class ImageCache:
             self._touch(image)
             return tree
         for _ in range(3):
-            manifest = await self.fetch(image, pins=pins, unpack=True)
+            manifest = await self.fetch(image, pins=pins, unpack=True, progress=progress)
             try:
                 size = await asyncio.to_thread(self._unpack, manifest, keep_owners=keep_owners)
             except IntegrityError:
@@ -201,17 +249,28 @@ class ImageCache:
         tree = self.tree_path(manifest.id)
         staging = tree.with_name(f".{manifest.id}.{uuid.uuid4().hex}")
         try:
-            reader = io.BufferedReader(_ChunkReader(self.store.read_stream(manifest)),
-                                       buffer_size=1 << 20)
+            reader = io.BufferedReader(
+                _ChunkReader(self._read_checked(manifest)), buffer_size=1 << 20
+            )
             extract_archive(reader, staging, keep_owners=keep_owners)
-            for _ in iter(lambda: reader.read(1 << 20), b""):
-                pass  # drain the stream so the whole-image hash is checked
             (staging / _MARKER).write_text(manifest.id + "\n")
             staging.rename(tree)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return _tree_size(tree)
+
+    def _read_checked(self, manifest: Manifest) -> Iterator[bytes]:
+        """The image's bytes chunk by chunk, each checked against its hash (the manifest,
+        checked against its id, binds the chunks to the image); a chunk that is gone or
+        fails is deleted and raises :class:`IntegrityError`, so it is fetched again."""
+        unpacker = zstandard.ZstdDecompressor()
+        for ref in manifest.chunks:
+            try:
+                yield open_frame(unpacker, ref.hash, self.store.get_compressed_unchecked(ref.hash))
+            except (NotFound, IntegrityError) as exc:
+                self._drop_chunk(ref.hash)
+                raise IntegrityError(f"chunk {ref.hash} of image {manifest.id}: {exc}") from exc
 
     # -- garbage collection ------------------------------------------------------------
 
@@ -238,7 +297,9 @@ class ImageCache:
         if used + needed > self.quota.limit:
             raise CacheFull(
                 f"image cache needs {needed} more bytes: {used} of {self.quota.limit} are held "
-                "by images that running or upcoming leases need", field="quota")
+                "by images that running or upcoming leases need",
+                field="quota",
+            )
 
     def _referenced(self, images: Iterable[str]) -> set[str]:
         wanted: set[str] = set()
@@ -247,11 +308,14 @@ class ImageCache:
                 wanted.update(self.store.get_manifest(image).unique_hashes())
         return wanted
 
+    def _drop_chunks(self, digests: Iterable[str]) -> None:
+        doomed = list(digests)
+        self.fetcher.sink.verified.difference_update(doomed)
+        self.store.delete_many(doomed)
+
     def _drop_orphans(self) -> None:
         keep = self._referenced(self._index)
-        for digest in list(self.store.hashes()):
-            if digest not in keep:
-                self.store.delete(digest)
+        self._drop_chunks(d for d in list(self.store.hashes()) if d not in keep)
 
     def evict(self, image: str) -> None:
         """Forget ``image``: its tree, its manifest and the chunks no other image uses."""
@@ -259,8 +323,7 @@ class ImageCache:
         own = self._referenced([image])
         self._index.pop(image, None)
         self._save()
-        for digest in own - self._referenced(self._index):
-            self.store.delete(digest)
+        self._drop_chunks(own - self._referenced(self._index))
         self.store.delete_manifest(image)
 
 
@@ -297,8 +360,9 @@ class FetchQueue:
                 return image
         return None
 
-    async def run(self, *, pins: Iterable[str] = (),
-                  progress: ProgressFn | None = None) -> list[str]:
+    async def run(
+        self, *, pins: Iterable[str] = (), progress: ProgressFn | None = None
+    ) -> list[str]:
         """Fetch queued images in order of need until the queue is empty."""
         fetched: list[str] = []
         while (image := self.pop()) is not None:

@@ -6,6 +6,7 @@ algorithm); hashes from :mod:`blake3`.  One core chunks and hashes well above 1 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ __all__ = [
     "is_hash",
 ]
 
-_HASH_LEN = 64
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -37,7 +38,7 @@ def hash_bytes(data: bytes | bytearray | memoryview) -> str:
 
 def is_hash(value: str) -> bool:
     """Whether ``value`` looks like a hash this package makes."""
-    return len(value) == _HASH_LEN and all(c in "0123456789abcdef" for c in value)
+    return _HASH.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,12 @@ from enum import IntEnum
 from slicelab.images.errors import IntegrityError
 from slicelab.images.manifest import MAX_CHUNK
 
-__all__ = ["BATCH_TYPE", "MAX_PAYLOAD", "Frame", "FrameKind", "FrameReader", "pack_frame"]
+__all__ = ["BATCH_TYPE", "HEADER", "MAX_PAYLOAD", "Frame", "FrameKind", "FrameReader", "pack_frame"]
 
 BATCH_TYPE = "application/x-slicelab-chunks"
 MAX_PAYLOAD = MAX_CHUNK + MAX_CHUNK // 64 + 1024
 _HEADER = struct.Struct(">B32sI")
+HEADER = _HEADER  # kind, raw hash, payload length
 
 
 class FrameKind(IntEnum):
@@ -47,24 +48,38 @@ def pack_frame(kind: FrameKind, digest: str, payload: bytes) -> bytes:
 
 
 class FrameReader:
-    """Parses frames out of a byte stream fed in pieces of any size."""
+    """Parses frames out of a byte stream fed in pieces of any size.
+
+    A frame that arrives whole within one piece is cut out of it with a single copy."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self.consumed = 0  # bytes fed so far
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | bytearray) -> list[Frame]:
         """Add bytes; return the frames they complete."""
-        self._buffer += data
+        self.consumed += len(data)
+        if self._buffer:
+            self._buffer += data
+            view = memoryview(self._buffer)
+        else:
+            view = memoryview(data)
         frames: list[Frame] = []
-        while len(self._buffer) >= _HEADER.size:
-            kind, raw, length = _HEADER.unpack_from(self._buffer)
+        start = 0
+        while len(view) - start >= _HEADER.size:
+            kind, raw, length = _HEADER.unpack_from(view, start)
             if kind not in (FrameKind.PLAIN, FrameKind.DELTA) or length > MAX_PAYLOAD:
                 raise IntegrityError("a chunk batch holds a malformed frame")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
+            end = start + _HEADER.size + length
+            if len(view) < end:
                 break
-            frames.append(Frame(FrameKind(kind), raw.hex(), bytes(self._buffer[_HEADER.size:end])))
-            del self._buffer[:end]
+            frames.append(
+                Frame(FrameKind(kind), raw.hex(), bytes(view[start + _HEADER.size : end]))
+            )
+            start = end
+        rest = bytearray(view[start:])
+        view.release()
+        self._buffer = rest
         return frames
 
     @property

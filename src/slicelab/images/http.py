@@ -17,7 +17,8 @@ holds) a chunk goes as a delta against the base chunks at its place
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
@@ -47,9 +48,10 @@ ZSTD = "application/zstd"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _MAX_FRAME = MAX_CHUNK + MAX_CHUNK // 64 + 1024
 MAX_BATCH = 4096
-_FLUSH = 256 * 1024
+_FLUSH = 1024 * 1024  # bytes of frames per worker-thread call and per write
 _Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Served = Callable[[str], None]
+Bases = Callable[[str], tuple[ChunkRef, ...]]
 
 
 class ImageOut(BaseModel):
@@ -80,8 +82,9 @@ class Deprecation(BaseModel):
 
 
 def _image(entry: CatalogEntry) -> ImageOut:
-    return ImageOut(name=entry.name, version=entry.version, manifest=entry.manifest,
-                    deprecated=entry.deprecated)
+    return ImageOut(
+        name=entry.name, version=entry.version, manifest=entry.manifest, deprecated=entry.deprecated
+    )
 
 
 def _upload(status: UploadStatus) -> UploadOut:
@@ -166,8 +169,9 @@ def _manifest_routes(router: APIRouter, store: ImageStore) -> None:
         headers = {**_immutable(etag), BASE_HEADER: base}
         if _fresh(request, etag) and store.chunks.has_manifest(manifest_id):
             return Response(status_code=304, headers=headers)
-        blob = encode_delta(store.chunks.manifest_bytes(manifest_id),
-                            store.chunks.manifest_bytes(base))
+        blob = encode_delta(
+            store.chunks.manifest_bytes(manifest_id), store.chunks.manifest_bytes(base)
+        )
         return Response(blob, media_type=ZSTD, headers=headers)
 
 
@@ -177,8 +181,9 @@ def _chunk_routes(router: APIRouter, store: ImageStore) -> None:
         size = store.chunks.stored_size(digest)
         if not size:
             return Response(status_code=404)
-        return Response(headers={**_immutable(f'"{digest}"'), "Content-Type": ZSTD,
-                                 "Content-Length": str(size)})
+        return Response(
+            headers={**_immutable(f'"{digest}"'), "Content-Type": ZSTD, "Content-Length": str(size)}
+        )
 
     @router.get("/chunks/{digest}")
     def get_chunk(digest: str, request: Request) -> Response:
@@ -217,7 +222,7 @@ class _Batcher:
         if absent:
             raise NotFound(f"no chunk {absent[0]} (and {len(absent) - 1} more)", field="hashes")
 
-    def _bases(self, body: BatchIn) -> Callable[[str], tuple[ChunkRef, ...]]:
+    def _bases(self, body: BatchIn) -> Bases:
         if body.manifest is None or body.base is None or body.base == body.manifest:
             return lambda _: ()
         if not (self.chunks.has_manifest(body.manifest) and self.chunks.has_manifest(body.base)):
@@ -234,27 +239,54 @@ class _Batcher:
                 return pack_frame(FrameKind.DELTA, digest, delta)
         return pack_frame(FrameKind.PLAIN, digest, stored)
 
-    def stream(self, body: BatchIn) -> Iterator[bytes]:
-        bases = self._bases(body)
+    def fill(self, digests: list[str], start: int, bases: Bases) -> tuple[bytes, int]:
+        """Frames of ``digests[start:]`` up to about ``_FLUSH`` bytes, and where to go on."""
         out = bytearray()
-        for digest in dict.fromkeys(body.hashes):
+        index = start
+        while index < len(digests) and len(out) < _FLUSH:
+            digest = digests[index]
+            index += 1
             try:
                 out += self.frame(digest, bases(digest))
             except (NotFound, IntegrityError):
                 continue  # gone or damaged since the check: the client asks again
             self._served(digest)
-            if len(out) >= _FLUSH:
-                yield bytes(out)
-                out.clear()
-        if out:
-            yield bytes(out)
+        return bytes(out), index
+
+    def begin(self, body: BatchIn) -> _Batch:
+        """Check the batch and make its first part (one worker-thread call for a batch
+        that fits in one part, as a capped node's do)."""
+        self.check(body)
+        batch = _Batch(list(dict.fromkeys(body.hashes)), self._bases(body))
+        batch.first, batch.next = self.fill(batch.digests, 0, batch.bases)
+        return batch
+
+    async def rest(self, batch: _Batch) -> AsyncIterator[bytes]:
+        """The batch's parts, the first already made; each further one in a worker thread."""
+        yield batch.first
+        while batch.next < len(batch.digests):
+            part, batch.next = await run_in_threadpool(
+                self.fill, batch.digests, batch.next, batch.bases
+            )
+            if part:
+                yield part
+
+
+@dataclass(slots=True)
+class _Batch:
+    digests: list[str]
+    bases: Bases
+    first: bytes = b""
+    next: int = 0
 
 
 def _batch_routes(router: APIRouter, batcher: _Batcher) -> None:
     @router.post("/chunks/batch")
-    def chunk_batch(body: BatchIn) -> StreamingResponse:
-        batcher.check(body)
-        return StreamingResponse(batcher.stream(body), media_type=BATCH_TYPE)
+    async def chunk_batch(body: BatchIn) -> Response:
+        batch = await run_in_threadpool(batcher.begin, body)
+        if batch.next >= len(batch.digests):  # whole: sent with its length, not chunked
+            return Response(batch.first, media_type=BATCH_TYPE)
+        return StreamingResponse(batcher.rest(batch), media_type=BATCH_TYPE)
 
 
 def _upload_routes(router: APIRouter, store: ImageStore) -> None:
@@ -266,5 +298,3 @@ def _upload_routes(router: APIRouter, store: ImageStore) -> None:
     @router.get("/uploads/{upload_id}", response_model=UploadOut)
     def upload_status(upload_id: str) -> UploadOut:
         return _upload(store.upload_status(upload_id))
-
-

@@ -1,10 +1,20 @@
-"""The minimal sliver image: busybox (static), dropbear and iperf3 with their shared libraries.
+"""Sliver images built on this machine: ``minimal`` and ``debian``.
 
-``build_minimal(dest)`` needs the Debian packages ``busybox-static``, ``dropbear-bin`` and
+``build_minimal(dest)``: busybox (static), dropbear and iperf3 with their shared libraries,
+copied from this machine; needs the Debian packages ``busybox-static``, ``dropbear-bin`` and
 ``iperf3``.
-The image boots with busybox init (``/etc/inittab``): ``/etc/init.d/rcS`` mounts /proc,
-a small /dev and /tmp and sets the hostname from /etc/hostname; then dropbear runs on
-port 22, making its host keys at first boot (so every sliver has its own).
+
+``build_debian(dest)``: Debian (bookworm, ``--variant=minbase``) by ``debootstrap`` from a
+Debian mirror (``$SLICELAB_DEBIAN_MIRROR``, default :data:`DEBIAN_MIRROR`), with only
+:data:`DEBIAN_PACKAGES` added: ``busybox-static`` for init and ``dropbear-bin`` for SSH.
+Nothing but the mirror is reached. apt's package lists and downloaded archives are removed,
+and so are documentation, manual pages and translations (dpkg is told to skip them in
+later installs too, as Debian's slim images do); ``apt-get update`` inside a sliver brings
+the lists back.
+
+Both boot with busybox init (``/etc/inittab``): ``/etc/init.d/rcS`` mounts /proc, a small
+/dev and /tmp and sets the hostname from /etc/hostname; then dropbear runs on port 22,
+making its host keys at first boot (so every sliver has its own).
 """
 
 from __future__ import annotations
@@ -13,11 +23,24 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from slicelab.agent.runtime.errors import KernelError, MissingPackage
+from slicelab.domain.errors import InvalidInput, PermissionDenied, Unavailable
 
-__all__ = ["IMAGE_VERSION", "build_minimal", "shared_libraries"]
+__all__ = [
+    "DEBIAN_MIRROR",
+    "DEBIAN_MIRROR_ENV",
+    "DEBIAN_PACKAGES",
+    "DEBIAN_SUITE",
+    "IMAGE_VERSION",
+    "build_debian",
+    "build_minimal",
+    "debian_mirror",
+    "debootstrap_argv",
+    "shared_libraries",
+]
 
 IMAGE_VERSION = "minimal-2"
 _BUSYBOX = Path("/bin/busybox")
@@ -70,21 +93,27 @@ def elf_interpreter(binary: Path) -> Path:
     data = binary.read_bytes()
     if data[:5] != b"\x7fELF\x02":
         raise KernelError(f"{binary} is not a 64-bit ELF file")
-    phoff, = struct.unpack_from("<Q", data, 0x20)
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     for i in range(phnum):
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data,
-                                                                 phoff + i * phentsize)
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize
+        )
         if p_type == 3:
-            return Path(data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode())
+            return Path(data[p_offset : p_offset + p_filesz].rstrip(b"\0").decode())
     raise KernelError(f"{binary} is statically linked")
 
 
 def shared_libraries(binary: Path) -> list[Path]:
     """The loader and every shared library ``binary`` needs (``ld.so --list``)."""
     loader = elf_interpreter(binary)
-    done = subprocess.run([str(loader), "--list", str(binary)], capture_output=True,
-                          text=True, check=False, timeout=30)
+    done = subprocess.run(
+        [str(loader), "--list", str(binary)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     if done.returncode != 0:
         raise KernelError(f"cannot list the libraries of {binary}: {done.stderr.strip()}")
     found = [loader]
@@ -107,8 +136,9 @@ def _copy(source: Path, dest: Path, relative: Path, mode: int | None = None) -> 
 
 def _busybox(dest: Path) -> None:
     _copy(_BUSYBOX, dest, Path("/bin/busybox"))
-    listing = subprocess.run([str(_BUSYBOX), "--list-full"], capture_output=True, text=True,
-                             check=True, timeout=30).stdout.split()
+    listing = subprocess.run(
+        [str(_BUSYBOX), "--list-full"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()
     for applet in listing:
         link = dest / applet
         if applet in ("bin/busybox", "linuxrc") or link.is_symlink() or link.exists():
@@ -131,8 +161,17 @@ def _dropbear(dest: Path) -> None:
 
 
 def _layout(dest: Path) -> None:
-    for name in ("proc", "sys", "dev", "tmp", "root/.ssh", "var/run", "var/log",
-                 "etc/slicelab", "etc/init.d"):
+    for name in (
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root/.ssh",
+        "var/run",
+        "var/log",
+        "etc/slicelab",
+        "etc/init.d",
+    ):
         (dest / name).mkdir(parents=True, exist_ok=True)
     os.chmod(dest / "root", 0o700)
     os.chmod(dest / "root/.ssh", 0o700)
@@ -157,4 +196,139 @@ def build_minimal(dest: Path) -> Path:
     _dropbear(dest)
     _carry(dest, _IPERF3)
     marker.write_text(IMAGE_VERSION)
+    return dest
+
+
+# -- debian ---------------------------------------------------------------------------------
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_MIRROR_ENV = "SLICELAB_DEBIAN_MIRROR"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_PACKAGES = ("busybox-static", "dropbear-bin")
+_DEBOOTSTRAP_TIMEOUT = 1800.0
+_BOOT_FILES = ("etc/inittab", "etc/init.d/rcS")
+_SLIM = """\
+# Set by slicelab's debian image: no documentation, manual pages or translations.
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
+_EMPTIED = ("var/lib/apt/lists", "var/cache/apt", "usr/share/man", "usr/share/info")
+
+
+def debian_mirror(environ: Mapping[str, str] | None = None) -> str:
+    """``$SLICELAB_DEBIAN_MIRROR`` if set, else :data:`DEBIAN_MIRROR`."""
+    found = (os.environ if environ is None else environ).get(DEBIAN_MIRROR_ENV, "").strip()
+    if found and not found.startswith(("http://", "https://", "file:/")):
+        raise InvalidInput(
+            f"{DEBIAN_MIRROR_ENV}={found!r} is not an http(s) or file: URL", field=DEBIAN_MIRROR_ENV
+        )
+    return found.rstrip("/") if found else DEBIAN_MIRROR
+
+
+def debootstrap_argv(
+    dest: Path,
+    *,
+    mirror: str,
+    suite: str = DEBIAN_SUITE,
+    packages: tuple[str, ...] = DEBIAN_PACKAGES,
+) -> list[str]:
+    """The debootstrap command line: minbase, ``packages`` added, main only."""
+    return [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(packages)}",
+        "--components=main",
+        suite,
+        str(dest),
+        mirror,
+    ]
+
+
+def _debootstrap(dest: Path, *, mirror: str) -> None:
+    if shutil.which("debootstrap") is None:
+        raise MissingPackage("debootstrap", needed_for="the debian sliver image")
+    if os.geteuid() != 0:
+        raise PermissionDenied(
+            "the debian image is built by debootstrap, which needs root: "
+            "run the slicelab server as root to build it"
+        )
+    done = subprocess.run(
+        debootstrap_argv(dest, mirror=mirror),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=_DEBOOTSTRAP_TIMEOUT,
+    )
+    if done.returncode != 0:
+        output = (done.stderr.strip() or done.stdout.strip())[-600:]
+        raise Unavailable(f"debootstrap from {mirror} failed (exit {done.returncode}): {output}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _children(dest: Path, name: str) -> list[Path]:
+    """The entries of directory ``dest/name``, if it lies inside ``dest`` (never following a
+    symbolic link out of the tree being built)."""
+    directory = dest / name
+    if directory.is_symlink() or not directory.is_dir():
+        return []
+    if not directory.resolve().is_relative_to(dest.resolve()):
+        return []
+    return list(directory.iterdir())
+
+
+def _slim(dest: Path) -> None:
+    """Drop what a running sliver does not need (see the module's docstring)."""
+    config = dest / "etc/dpkg/dpkg.cfg.d/slicelab-slim"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(_SLIM)
+    for name in _EMPTIED:
+        for child in _children(dest, name):
+            _remove(child)
+    for package in _children(dest, "usr/share/doc"):
+        relative = package.relative_to(dest)
+        for item in _children(dest, str(relative)):
+            if item.name != "copyright":
+                _remove(item)
+    for locale in _children(dest, "usr/share/locale"):
+        if locale.name != "locale.alias":
+            _remove(locale)
+    for name in ("var/lib/apt/lists/partial", "var/cache/apt/archives/partial"):
+        (dest / name).mkdir(parents=True, exist_ok=True)
+
+
+def _boot(dest: Path) -> None:
+    """busybox init and dropbear, as in the minimal image."""
+    for name in _BOOT_FILES:
+        text, mode = _FILES[name]
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text(text)
+        os.chmod(dest / name, mode)
+    (dest / "etc/dropbear").mkdir(parents=True, exist_ok=True)
+    for name in ("etc/slicelab", "root/.ssh"):
+        (dest / name).mkdir(parents=True, exist_ok=True)
+    os.chmod(dest / "root/.ssh", 0o700)
+
+
+def build_debian(dest: Path, *, mirror: str | None = None) -> Path:
+    """Debian (minbase) in ``dest`` (which must not exist or be empty); returns ``dest``.
+
+    Needs root, the package ``debootstrap`` and the mirror (``mirror``, else
+    :func:`debian_mirror`)."""
+    source = mirror or debian_mirror()
+    _debootstrap(dest, mirror=source)
+    for binary in (Path("bin/busybox"), Path("usr/sbin/dropbear")):
+        if not (dest / binary).exists():
+            raise Unavailable(f"debootstrap from {source} made no /{binary}")
+    _slim(dest)
+    _boot(dest)
     return dest

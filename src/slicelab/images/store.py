@@ -9,7 +9,8 @@ Layout under the store root::
     tmp/                      files being written (renamed into place when complete)
 
 Every file is written to ``tmp/``, fsynced, renamed into place and its directory fsynced,
-so a crash leaves either the old state or the new one.  Every read is verified.  Chunks
+so a crash leaves either the old state or the new one.  Every read is verified (a chunk
+file served as stored is checked once while it stays unchanged on disk).  Chunks
 fetched in a batch may be written with ``sync=False`` and made durable together by
 :meth:`ChunkStore.flush` (one ``syncfs``): they are still renamed into place only when
 whole and verified, a power cut loses at most the chunks since the last flush, and a chunk
@@ -23,7 +24,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from slicelab.domain.errors import Conflict, InvalidInput, NotFound
 from slicelab.images.chunker import hash_bytes, is_hash
 from slicelab.images.errors import IntegrityError
 from slicelab.images.manifest import MAX_CHUNK, Manifest
+from slicelab.images.packs import Packs
 
 __all__ = [
     "Catalog",
@@ -87,6 +89,14 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
+_Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+MAX_CHECKED = 1 << 20  # chunk files remembered as checked (about 150 bytes each)
+
+
+def _stamp(st: os.stat_result) -> _Stamp:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _check_hash(value: str) -> None:
     if not is_hash(value):
         raise InvalidInput(f"not a chunk hash: {value!r}", field="hash")
@@ -100,9 +110,12 @@ class ChunkStore:
         self.tmp = root / "tmp"
         self._level = level
         self.durable = durable
+        self._local = threading.local()
+        self._checked: dict[str, _Stamp] = {}  # chunk -> file stamp when last checked
         for sub in ("chunks", "manifests", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._clear_tmp()
+        self.packs = Packs(root / "packs", tmp=self.tmp)
 
     def _clear_tmp(self) -> None:
         for leftover in self.tmp.iterdir():
@@ -113,7 +126,15 @@ class ChunkStore:
         return self.root / "chunks" / digest[:2] / f"{digest}.zst"
 
     def has(self, digest: str) -> bool:
-        return self.chunk_path(digest).exists()
+        if digest in self.packs.places or self.chunk_path(digest).exists():
+            return True
+        return self.packs.refresh() and digest in self.packs.places
+
+    def put_pack(self, chunks: list[tuple[str, bytes]]) -> None:
+        """Store checked zstd frames (hash, frame) together in one pack file (durable at
+        the next :meth:`flush`)."""
+        if chunks:
+            self.packs.write(chunks, name=f"{uuid.uuid4().hex}.pack")
 
     def put(self, digest: str, data: bytes, *, sync: bool = True) -> int:
         """Store raw chunk bytes under their hash; returns the stored (compressed) size.
@@ -141,10 +162,12 @@ class ChunkStore:
         if self.durable:
             _syncfs(self.root)
 
-    @staticmethod
-    def _decode(digest: str, blob: bytes) -> bytes:
+    def _decode(self, digest: str, blob: bytes) -> bytes:
+        unpacker = getattr(self._local, "unpacker", None)
+        if unpacker is None:  # a zstd context is not thread-safe: one per thread
+            unpacker = self._local.unpacker = zstandard.ZstdDecompressor()
         try:
-            data = zstandard.ZstdDecompressor().decompress(blob, max_output_size=MAX_CHUNK)
+            data = unpacker.decompress(blob, max_output_size=MAX_CHUNK)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"chunk {digest} is not a valid zstd frame") from exc
         if hash_bytes(data) != digest:
@@ -156,12 +179,34 @@ class ChunkStore:
         return self._decode_or_drop(digest, self.get_compressed_unchecked(digest))
 
     def get_compressed(self, digest: str) -> bytes:
-        """The stored zstd frame, after checking it (a bad one is deleted and raises)."""
-        blob = self.get_compressed_unchecked(digest)
-        self._decode_or_drop(digest, blob)
+        """The stored zstd frame, after checking it (a bad one is deleted and raises).
+
+        A file checked before and not changed since (same inode, size, mtime and ctime)
+        is not decompressed and hashed again; the receiver checks every chunk anyway."""
+        if digest in self.packs.places:  # a node's packs: checked at every read
+            blob = self.get_compressed_unchecked(digest)
+            self._decode_or_drop(digest, blob)
+            return blob
+        try:
+            with open(self.chunk_path(digest), "rb") as handle:
+                stamp = _stamp(os.fstat(handle.fileno()))
+                blob = handle.read()
+        except FileNotFoundError:
+            raise NotFound(f"no chunk {digest}", field="hash") from None
+        if self._checked.get(digest) != stamp or len(blob) != stamp[1]:
+            self._decode_or_drop(digest, blob)
+            self._remember(digest, stamp)
         return blob
 
+    def _remember(self, digest: str, stamp: _Stamp) -> None:
+        if len(self._checked) >= MAX_CHECKED:
+            self._checked.clear()
+        self._checked[digest] = stamp
+
     def get_compressed_unchecked(self, digest: str) -> bytes:
+        packed = self.packs.read(digest)
+        if packed is not None:
+            return packed
         try:
             return self.chunk_path(digest).read_bytes()
         except FileNotFoundError:
@@ -183,22 +228,38 @@ class ChunkStore:
         return True
 
     def delete(self, digest: str) -> None:
-        self.chunk_path(digest).unlink(missing_ok=True)
+        self.delete_many([digest])
+
+    def delete_many(self, digests: Iterable[str]) -> None:
+        """Delete chunks, from their files and packs (a pack's other chunks become files)."""
+        doomed = list(digests)
+        for digest in doomed:
+            self._checked.pop(digest, None)
+            self.chunk_path(digest).unlink(missing_ok=True)
+        self.packs.drop(doomed, keep=lambda d, blob: self._write(d, blob, sync=False))
 
     def stored_size(self, digest: str) -> int:
+        place = self.packs.places.get(digest)
+        if place is not None:
+            return place.length
         try:
             return self.chunk_path(digest).stat().st_size
         except FileNotFoundError:
             return 0
 
     def hashes(self) -> Iterator[str]:
+        self.packs.refresh()
+        packed = set(self.packs.places)
+        yield from packed
         for fan in (self.root / "chunks").iterdir():
             for path in fan.iterdir():
-                yield path.name.removesuffix(".zst")
+                digest = path.name.removesuffix(".zst")
+                if digest not in packed:
+                    yield digest
 
     def usage(self) -> int:
-        """Bytes used by chunk and manifest files."""
-        total = 0
+        """Bytes used by chunk, pack and manifest files."""
+        total = self.packs.usage()
         for sub in ("chunks", "manifests"):
             total += sum(p.stat().st_size for p in (self.root / sub).rglob("*") if p.is_file())
         return total
@@ -272,10 +333,11 @@ class Catalog:
         with self._lock:
             current = self._data.get(name, {}).get(version)
             if current is not None and current["manifest"] != manifest_id:
-                raise Conflict(f"image {name} {version} exists with other content",
-                               field="version")
-            self._data.setdefault(name, {})[version] = {"manifest": manifest_id,
-                                                        "deprecated": False}
+                raise Conflict(f"image {name} {version} exists with other content", field="version")
+            self._data.setdefault(name, {})[version] = {
+                "manifest": manifest_id,
+                "deprecated": False,
+            }
             self._save()
         return self.get(name, version)
 
@@ -351,8 +413,9 @@ class ImageStore:
                 self.catalog.register(manifest.name, manifest.version, manifest.id)
                 return UploadStatus(manifest.id, ())
             self._check_free(manifest)
-            atomic_write(self._uploads / f"{manifest.id}.json", raw_manifest,
-                         tmp_dir=self.chunks.tmp)
+            atomic_write(
+                self._uploads / f"{manifest.id}.json", raw_manifest, tmp_dir=self.chunks.tmp
+            )
             return self._settle(manifest.id)
 
     def _check_free(self, manifest: Manifest) -> None:
@@ -361,8 +424,10 @@ class ImageStore:
         except NotFound:
             return
         if entry.manifest != manifest.id:
-            raise Conflict(f"image {manifest.name} {manifest.version} exists with other "
-                           "content", field="version")
+            raise Conflict(
+                f"image {manifest.name} {manifest.version} exists with other content",
+                field="version",
+            )
 
     def upload_status(self, upload_id: str) -> UploadStatus:
         with self._lock:
@@ -403,11 +468,17 @@ class ImageStore:
 
     def put_chunk(self, digest: str, data: bytes, *, compressed: bool = False) -> int:
         """Store a chunk (raw or one zstd frame) and complete the uploads it finishes."""
-        stored = (self.chunks.put_compressed(digest, data) if compressed
-                  else self.chunks.put(digest, data))
+        stored = (
+            self.chunks.put_compressed(digest, data)
+            if compressed
+            else self.chunks.put(digest, data)
+        )
         with self._lock:
-            done = [uid for uid, waiting in self._waiting.items()
-                    if digest in waiting and len(waiting) == 1]
+            done = [
+                uid
+                for uid, waiting in self._waiting.items()
+                if digest in waiting and len(waiting) == 1
+            ]
             for upload_id, waiting in self._waiting.items():
                 if digest in waiting:
                     waiting.discard(digest)

@@ -23,10 +23,16 @@ class InvalidRSpec(InvalidTopology):
 
     title = "Invalid RSpec"
 
-    def __init__(self, message: str, *, element: str | None = None,
-                 line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        element: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
         where = _where(element, line)
-        super().__init__(f"{where}: {message}" if where else message, field=element)
+        super().__init__(f"{where}: {message}" if where else message, field=element or field)
         self.element = element
         self.line = line
         self.reason = message

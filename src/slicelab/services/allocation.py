@@ -35,6 +35,7 @@ from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
+from .booking import Batch, engine_for
 from .leases import HARDWARE_TYPES, LeaseWindow, find_slot, lease_window
 from .provisioning import AggregateContext
 from .topology_apply import ALLOCATED, parse_topology, slice_for, with_defaults, write_topology
@@ -93,19 +94,37 @@ def allocate(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: st
     """Allocate the request ``data`` in slice ``project/name`` for the window ``when``."""
     item = slice_for(uow, caller, OP.SLICE_ALLOCATE, project, name)
     request = read_request(data, offer=offer)
+    _check_installs(ctx, request)
     window = lease_window(when, now=utcnow(), item=item)
-    rows, _ = write_topology(uow, ctx, item, request.topology, state=ALLOCATED, window=window,
-                             additive=True)
+
+    def job(batch: Batch) -> tuple[list[SliverRow], LeaseRow, tuple[LinkRow, ...]]:
+        written = write_topology(batch, ctx, item, request.topology, state=ALLOCATED,
+                                 window=window, additive=True)
+        if written.lease is None:
+            raise InvalidInput("the request names no nodes", field="topology")
+        return written.rows, written.lease, written.links
+
     assert item.id is not None
-    lease = uow.leases.leases.of_slice(item.id)[-1]
-    links = tuple(uow.aggregate.links.of_slice(item.id))
-    uow.commit()
+    # an additive allocation writes only through the batch (book, defer): no savepoint
+    rows, lease, links = engine_for(uow).run_for(uow, job, slices=[item.id], savepoint=False)
     manifest = None
     if request.rspec:
         names = node_names or {n.id: n.name for n in uow.aggregate.nodes.list()}
         manifest = build_manifest(request.topology, _allocation(
             ctx, rows, links, names, lease.window, request.notes))
     return Allocated(lease, tuple(rows), links, manifest)
+
+
+def _check_installs(ctx: AggregateContext, request: Request) -> None:
+    """Refuse a file to install that this aggregate cannot give its nodes (else the slivers
+    would be allocated and fail only when provisioned)."""
+    for node in request.topology.nodes:
+        for inst in node.installs:
+            if ctx.resolve_image(inst.url) is None:
+                what = f"<install url={inst.url!r}>" if request.rspec else \
+                    f"install url {inst.url!r}"
+                raise InvalidInput(f"{what} of node {node.client_id!r}: file {inst.url!r} is not "
+                                   "registered at this aggregate", field="install")
 
 
 def _allocation(ctx: AggregateContext, rows: Iterable[SliverRow], links: Iterable[LinkRow],

@@ -1,126 +1,394 @@
-"""Group commit of placements: many concurrent booking requests, one transaction per batch.
+"""The allocation engine: every placement of this process, batched, on an in-memory snapshot.
 
-A :class:`GroupBooker` keeps the placement snapshot in memory between requests (inventory,
-calendar and the host index the calendar keeps current) and owns two threads. Clients call
-:meth:`GroupBooker.book` from any thread; the placer takes every request waiting (up to
-``max_batch``) and places each on the snapshot in arrival order (each placement sees those
-before it, so two requests never count the same free capacity); the writer writes each
-placed batch in one transaction while the placer goes on with the next: the hosts' rows
-locked in id order (PostgreSQL), every lease and every booking inserted with one statement
-each, the free-node index rows of the touched hosts updated, one commit. Each request is
-still all-or-nothing: one that does not fit is refused alone with its diagnosis; when the
-transaction fails, every booking of the batch is taken back out of the snapshot and every
-request of the batch gets the error (a batch placed meanwhile only saw less room than there
-was: never a double booking).
+Each server process has one :class:`AllocationEngine` per database (:func:`engine_for`). A
+caller hands it a *job* (a function of one :class:`Batch`, e.g. "write this topology for
+this slice") and waits; the engine's thread takes every job waiting and runs them all in one
+transaction:
 
-The snapshot is the truth for this process, so the booker must be the only writer of
-bookings in its database. The aggregate's own path (REST allocate, slice apply) does not use
-it: it books with :func:`slicelab.services.leases.book_lease`, which re-reads the calendar
-under row locks and is safe with any number of server processes. ``bench/placement.py``
-measures both.
+1. it takes the booking lock (:meth:`~slicelab.store.leases.ChangeLog.lock`), which every
+   writer of bookings in every process takes first, and reads the change log written by the
+   database's triggers since its last batch: the hosts whose bookings another process (or a
+   renewal, release, sweep or delete) changed are reloaded into the snapshot, and a change to
+   a node itself (added, removed, boot state, inventory) reloads the whole snapshot;
+2. each job runs in a savepoint; when it books (:meth:`Batch.book`) it is placed on the
+   snapshot (inventory, calendar and host index in memory), checked against the project's
+   quota and the sites' limits with the bookings of the jobs before it in the batch counted
+   in, and its lease and bookings are queued; a job that fails is rolled back alone (its
+   bookings taken out of the snapshot) and its caller gets the error with its diagnosis;
+3. all leases are inserted with one statement and all bookings with another, the free-node
+   index rows of every host touched are rewritten with one more, and the batch commits.
+
+Because the lock is held from the change-log read to the commit, the snapshot is exact while
+the jobs place: any number of server processes may share one database. When a batch fails as
+a whole, the snapshot is dropped (reloaded by the next batch) and its jobs run again one by
+one.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
 
 from slicelab.domain.calendar import ALL_TIME, Booking, Calendar, Window
-from slicelab.domain.errors import InvalidInput, Unavailable
+from slicelab.domain.errors import InsufficientResources, InvalidInput, Unavailable
+from slicelab.domain.inventory import Host, Inventory, Site, SiteLimits
 from slicelab.domain.placement import HostIndex, Placement, place
+from slicelab.domain.quotas import Demand, ProjectQuota
 from slicelab.domain.resources import Resources
+from slicelab.domain.slices import Slice
 from slicelab.domain.topology import Topology
+from slicelab.store.aggregate import LinkRow, SliverRow
 from slicelab.store.inventory import CapacityRow
-from slicelab.store.leases import LeaseRow
-from slicelab.store.uow import UnitOfWorkFactory
+from slicelab.store.leases import ACTIVE, BOOKINGS_CHANGED, NODE_CHANGED, LeaseRow
+from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_factory
 
 from .audit import utcnow
+from .leases import HARDWARE_TYPES, booking_rules, check_rules
 
-__all__ = ["BookingRequest", "GroupBooker"]
+__all__ = ["PORTS", "AllocationEngine", "Batch", "engine_for", "stop_engines"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Job = Callable[["Batch"], T]
+MAX_BATCH = 256
+EXPIRE_EVERY = timedelta(minutes=1)  # how often ended leases leave the snapshot
+PORTS = "ports"  # Batch.kept: node id -> control ports taken; a host's entry goes when its
+# bookings change by another writer (every writer of slivers changes bookings too)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BookingRequest:
-    """Place ``topology`` for ``lease`` (its window, slice and id) and book it."""
+@dataclass(slots=True)
+class _Snapshot:
+    """Inventory, calendar and host index keyed by node *name* (so that ties between equal
+    hosts break by name, which people read); everything outside speaks node ids."""
 
-    lease: LeaseRow
-    topology: Topology
+    inventory: Inventory
+    calendar: Calendar
+    index: HostIndex
+    names: Mapping[str, str]  # node id -> name
+    ids: Mapping[str, str]  # name -> node id
+    site_ids: Mapping[str, int]
+    cursor: int  # the last change already in the snapshot
+    expired: datetime
+
+    def to_name(self, b: Booking) -> Booking:
+        return replace(b, host_id=self.names[b.host_id])
+
+    def to_id(self, b: Booking) -> Booking:
+        return replace(b, host_id=self.ids[b.host_id])
+
+
+def _load(uow: UnitOfWork, now: datetime) -> _Snapshot:
+    """Everything, read under the booking lock."""
+    cursor = uow.leases.changes.last()
+    nodes = uow.aggregate.nodes.list()
+    hosts = [Host(id=n.name, name=n.name, site=n.site, capacity=n.capacity(),
+                  available=n.accepts_slivers, urn=str(n.urn),
+                  hardware_types=frozenset(HARDWARE_TYPES)) for n in nodes]
+    sites = [Site(name, p.one_sliver_per_slice_per_node, p.limits)
+             for name, p in uow.leases.site_limits.all().items()]
+    inventory = Inventory(hosts, sites)
+    names = {n.id: n.name for n in nodes}
+    found = uow.leases.leases.overlapping(Window(now, ALL_TIME.end))
+    calendar = Calendar(inventory, [replace(b, host_id=names[b.host_id]) for b in found
+                                    if b.host_id in names])
+    return _Snapshot(inventory, calendar, HostIndex(inventory, calendar), names,
+                     {n.name: n.id for n in nodes}, uow.inventory.site_ids(), cursor, now)
 
 
 @dataclass(slots=True)
 class _Pending:
-    request: BookingRequest
-    done: Future[Placement]
+    lease: LeaseRow
+    bookings: tuple[Booking, ...]
 
 
-_Placed = list[tuple[_Pending, Placement, tuple[Booking, ...]]]
+@dataclass(slots=True)
+class Batch:
+    """One transaction of the engine; jobs read and write through :attr:`uow` and book
+    through :meth:`book`."""
+
+    uow: UnitOfWork
+    now: datetime
+    _snap: _Snapshot
+    memo: dict[str, Any] = field(default_factory=dict)  # what a batch's jobs share
+    kept: dict[str, Any] = field(default_factory=dict)  # shared across batches until a link
+    # is added or removed by a writer other than this engine (see the change log)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _touched: set[str] = field(default_factory=set)
+    _job_leases: list[str] = field(default_factory=list)
+    _own_changes: bool = False
+    _slivers: dict[int, list[SliverRow]] = field(default_factory=dict)  # by slice, read once
+    _deferred: list[SliverRow | LinkRow] = field(default_factory=list)
+    _job_deferred: int = 0
+    _job_undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def book(self, item: Slice, topology: Topology, window: Window, *,
+             sliver_ids: Mapping[str, str], provision: bool = False
+             ) -> tuple[LeaseRow, Placement]:
+        """Place ``topology`` for ``window`` as a new lease of ``item`` (written when the
+        batch commits); raise PlacementFailed with the diagnosis, or the rule broken."""
+        if self._own_changes:
+            self._follow_own_changes()
+        snap, slice_id = self._snap, _slice_id(item)
+        rules = booking_rules(self.uow, item, window, quota=self._quota(item.project),
+                              limits=self._limits(), extra=self._pending_of(item),
+                              site_of=_site_of(snap))
+        check_rules(rules, item, Demand(item.project, str(slice_id), window, ()), now=self.now)
+        placement = place(topology, snap.index, snap.calendar, window, slice_id=str(slice_id))
+        check_rules(rules, item, Demand.of(placement, project=item.project,
+                                           inventory=snap.inventory), now=self.now)
+        lease = LeaseRow(f"L-{secrets.token_hex(8)}", slice_id, item.project, item.name,
+                         window, ACTIVE, provision, self.now)
+        booked = tuple(_stored(b, sliver_ids) for b in placement.bookings(lease_id=lease.id))
+        snap.calendar.book(booked, now=min(self.now, window.start))
+        stored = tuple(snap.to_id(b) for b in booked)
+        self._pending[lease.id] = _Pending(lease, stored)
+        self._job_leases.append(lease.id)
+        self._touched.update(b.host_id for b in stored)
+        assignments = tuple(replace(a, host_id=snap.ids[a.host_id])
+                            for a in placement.assignments)
+        return lease, replace(placement, assignments=assignments)
+
+    def slivers_of(self, slice_id: int) -> list[SliverRow]:
+        """The slice's slivers, with those this batch will write (read once per batch for
+        the slices its jobs named, see :meth:`AllocationEngine.submit`)."""
+        if slice_id not in self._slivers:
+            self._slivers[slice_id] = self.uow.aggregate.slivers.of_slice(slice_id)
+        return list(self._slivers[slice_id])
+
+    def defer(self, rows: Iterable[SliverRow | LinkRow]) -> None:
+        """Insert new sliver and link rows when the batch commits (one statement per table
+        for the whole batch). Only for jobs submitted without a savepoint, which write
+        nothing else."""
+        for row in rows:
+            self._deferred.append(row)
+            if isinstance(row, SliverRow):
+                self._slivers.setdefault(row.slice_id, []).append(row)
+
+    def on_undo(self, action: Callable[[], None]) -> None:
+        """Run ``action`` if the job fails (to take back what it kept in :attr:`kept`)."""
+        self._job_undo.append(action)
+
+    def note_changes(self) -> None:
+        """Say that the job changed bookings itself (released slivers, ended a lease): the
+        next :meth:`book` reads them into the snapshot first. A job that changes bookings
+        must call it before it books again."""
+        self._own_changes = True
+
+    def _quota(self, project: str) -> ProjectQuota:
+        key = f"quota:{project}"
+        if key not in self.memo:
+            self.memo[key] = self.uow.leases.quotas.get(project)
+        quota: ProjectQuota = self.memo[key]
+        return quota
+
+    def _limits(self) -> Mapping[str, SiteLimits]:
+        if "limits" not in self.memo:
+            self.memo["limits"] = {name: p.limits
+                                   for name, p in self.uow.leases.site_limits.all().items()}
+        limits: Mapping[str, SiteLimits] = self.memo["limits"]
+        return limits
+
+    def _pending_of(self, item: Slice) -> list[tuple[str, Booking]]:
+        return [(p.lease.project, b) for p in self._pending.values() for b in p.bookings]
+
+    def _follow_own_changes(self) -> None:
+        """Take into the snapshot what this transaction changed itself (a job releasing
+        slivers before it books); the bookings queued are not in the database yet."""
+        self._own_changes = False
+        changes = self.uow.leases.changes.since(self._snap.cursor)
+        if changes:
+            self._snap.cursor = changes[-1].id
+            if any(c.kind == NODE_CHANGED for c in changes):
+                raise _Reload("a node changed inside the batch")
+            hosts = {c.node_id for c in changes if c.kind == BOOKINGS_CHANGED}
+            _refresh(self.uow, self._snap, hosts, keep=self._pending)
+            self._touched |= hosts
+
+    # -- the engine's side -------------------------------------------------------------
+
+    def _start_job(self) -> None:
+        self._job_leases = []
+        self._job_deferred = len(self._deferred)
+        self._job_undo = []
+
+    def _undo_job(self) -> None:
+        for action in reversed(self._job_undo):
+            action()
+        self._job_undo = []
+        for lease_id in self._job_leases:
+            self._pending.pop(lease_id, None)
+            self._snap.calendar.release(lease_id)
+        self._job_leases = []
+        undone = self._deferred[self._job_deferred:]
+        del self._deferred[self._job_deferred:]
+        for row in undone:
+            if isinstance(row, SliverRow) and row in self._slivers.get(row.slice_id, ()):
+                self._slivers[row.slice_id].remove(row)
+
+    def _prefetch(self, slice_ids: Iterable[int]) -> None:
+        wanted = sorted(set(slice_ids) - self._slivers.keys())
+        if wanted:
+            found: dict[int, list[SliverRow]] = {sid: [] for sid in wanted}
+            for row in self.uow.aggregate.slivers.of_slices(wanted):
+                found[row.slice_id].append(row)
+            self._slivers.update(found)
+
+    def _write_deferred(self) -> None:
+        rows, self._deferred = self._deferred, []
+        self.uow.aggregate.slivers.add_many([r for r in rows if isinstance(r, SliverRow)],
+                                            created=self.now)
+        self.uow.aggregate.links.add_many([r for r in rows if isinstance(r, LinkRow)])
+
+    def _flush(self) -> None:
+        self._follow_own_changes()
+        self._write_deferred()
+        groups = [(p.lease, p.bookings) for p in self._pending.values()]
+        self.uow.leases.leases.add_many(groups)
+        self.uow.inventory.set_free([_headroom(self._snap, h, self.now)
+                                     for h in sorted(self._touched) if h in self._snap.names])
+        self._snap.cursor = self.uow.leases.changes.last()
 
 
-class GroupBooker:
-    """Books placements in batches; see the module docstring."""
+class _Reload(Exception):
+    """The snapshot must be loaded again before the batch can go on."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, calendar: Calendar, *,
-                 site_ids: Mapping[str, int], clock: Callable[[], datetime] = utcnow,
-                 max_batch: int = 256) -> None:
+
+def _slice_id(item: Slice) -> int:
+    assert item.id is not None, "a stored slice has an id"
+    return item.id
+
+
+def _site_of(snap: _Snapshot) -> Callable[[str], str | None]:
+    def site(node_id: str) -> str | None:
+        name = snap.names.get(node_id)
+        return snap.inventory.host(name).site if name is not None else None
+    return site
+
+
+def _stored(b: Booking, sliver_ids: Mapping[str, str]) -> Booking:
+    return replace(b, sliver=sliver_ids[b.sliver] if b.sliver is not None else None)
+
+
+def _headroom(snap: _Snapshot, node_id: str, now: datetime) -> CapacityRow:
+    host = snap.inventory.host(snap.names[node_id])
+    usage = snap.calendar.peak(host.id, Window(now, ALL_TIME.end))
+    free = Resources() if usage.exclusive else host.capacity - usage.resources
+    return CapacityRow(node_id, snap.site_ids[host.site], host.available, host.capacity, free)
+
+
+def _refresh(uow: UnitOfWork, snap: _Snapshot, hosts: Iterable[str], *,
+             keep: Mapping[str, _Pending]) -> None:
+    """Make the snapshot's bookings on ``hosts`` (node ids) what the database holds (plus the
+    batch's queued ones): every lease on them, in the snapshot or in the database, is read
+    again."""
+    hosts = sorted(h for h in hosts if h in snap.names)
+    if not hosts:
+        return
+    held = {b.lease_id for h in hosts for b in snap.calendar.bookings(snap.names[h])}
+    found = uow.leases.leases.overlapping(Window(snap.expired, ALL_TIME.end), node_ids=hosts)
+    lease_ids = (held | {b.lease_id for b in found}) - set(keep)
+    for lease_id in lease_ids:
+        snap.calendar.release(lease_id)
+    groups: dict[str, list[Booking]] = {}
+    for b in uow.leases.leases.bookings_of(sorted(lease_ids)):
+        if b.host_id in snap.names:
+            groups.setdefault(b.lease_id, []).append(snap.to_name(b))
+    for group in groups.values():
+        try:
+            snap.calendar.book(group, now=group[0].window.start)
+        except (InsufficientResources, InvalidInput) as exc:
+            raise _Reload(str(exc)) from exc
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Request:
+    job: Job[Any]
+    done: Future[Any]
+    slices: tuple[int, ...] = ()
+    savepoint: bool = True
+
+
+class AllocationEngine:
+    """Runs allocation jobs in batches on one snapshot; see the module docstring."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, *,
+                 clock: Callable[[], datetime] = utcnow, max_batch: int = MAX_BATCH) -> None:
         if max_batch < 1:
-            raise InvalidInput("a batch holds at least one request", field="max_batch")
-        self._uow_factory, self._calendar, self._site_ids = uow_factory, calendar, site_ids
-        self._index = HostIndex(calendar.inventory, calendar)
-        self._clock, self._max_batch = clock, max_batch
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._placed: queue.Queue[_Placed | None] = queue.Queue(maxsize=1)
-        self._snapshot = threading.Lock()  # the calendar and index change under it
-        self._threads: list[threading.Thread] = []
+            raise InvalidInput("a batch holds at least one job", field="max_batch")
+        self._uow_factory, self._clock, self._max_batch = uow_factory, clock, max_batch
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._snap: _Snapshot | None = None
+        self._kept: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
         self.batches = 0
+        self.jobs = 0
 
     def start(self) -> None:
-        if not self._threads:
-            self._threads = [threading.Thread(target=run, name=name, daemon=True)
-                             for run, name in ((self._run, "booker-placer"),
-                                               (self._write_loop, "booker-writer"))]
-            for thread in self._threads:
-                thread.start()
+        with self._guard:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="allocation-engine",
+                                                daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
-        """Finish what was asked, then end both threads."""
-        threads, self._threads = self._threads, []
-        if threads:
+        """Finish the jobs asked for, then end the thread."""
+        with self._guard:
+            thread, self._thread = self._thread, None
+        if thread is not None:
             self._queue.put(None)
-            for thread in threads:
-                thread.join()
+            thread.join()
 
-    def submit(self, request: BookingRequest) -> Future[Placement]:
-        if not self._threads:
-            raise Unavailable("the booker is not running; start it first")
-        pending = _Pending(request, Future())
-        self._queue.put(pending)
-        return pending.done
+    def submit(self, job: Job[T], *, slices: Iterable[int] = (),
+               savepoint: bool = True) -> Future[T]:
+        """Queue ``job``. ``slices``: the slices whose slivers it reads (read for the whole
+        batch at once). Without ``savepoint`` the job must write nothing but through
+        :meth:`Batch.book` and :meth:`Batch.defer` (it then needs no savepoint of its own)."""
+        if self._thread is None:
+            raise Unavailable("the allocation engine is not running")
+        done: Future[T] = Future()
+        self._queue.put(_Request(job, done, tuple(slices), savepoint))
+        return done
 
-    def book(self, request: BookingRequest, *, timeout: float | None = None) -> Placement:
-        """Place and book ``request``; its placement, or the error (PlacementFailed...)."""
-        return self.submit(request).result(timeout)
+    def run(self, job: Job[T], *, timeout: float | None = None, slices: Iterable[int] = (),
+            savepoint: bool = True) -> T:
+        """Run ``job`` in the next batch; its result, or its error."""
+        return self.submit(job, slices=slices, savepoint=savepoint).result(timeout)
 
-    # -- the placer and the writer -------------------------------------------------------
+    def run_for(self, uow: UnitOfWork, job: Job[T], *, slices: Iterable[int] = (),
+                savepoint: bool = True) -> T:
+        """:meth:`run` for a caller inside a unit of work, which commits what it did so far
+        and lets its connection go while it waits (see :meth:`UnitOfWork.idle`)."""
+        with uow.idle():
+            return self.run(job, slices=slices, savepoint=savepoint)
 
-    def _run(self) -> None:
+    def warm(self) -> None:
+        """Load the snapshot now (else the first batch does)."""
+        self.run(lambda batch: None)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
         while True:
             batch, stop = self._take()
-            placed = [(p, *found) for p in batch if (found := self._place(p)) is not None]
-            if placed:
-                self._placed.put(placed)
+            if batch:
+                self._serve(batch)
             if stop:
-                self._placed.put(None)
                 return
 
-    def _write_loop(self) -> None:
-        while (placed := self._placed.get()) is not None:
-            self._process(placed)
-
-    def _take(self) -> tuple[list[_Pending], bool]:
+    def _take(self) -> tuple[list[_Request], bool]:
         first = self._queue.get()
         if first is None:
             return [], True
@@ -135,48 +403,114 @@ class GroupBooker:
             batch.append(item)
         return batch, False
 
-    def _process(self, placed: _Placed) -> None:
+    def _serve(self, requests: list[_Request]) -> None:
         try:
-            self._write([(p.request.lease, booked) for p, _, booked in placed])
-        except Exception as exc:  # the writer thread's edge: every waiting client gets it
-            with self._snapshot:
-                for p, _, _ in placed:
-                    self._calendar.release(p.request.lease.id)
-            for p, _, _ in placed:
-                p.done.set_exception(exc)
+            results = self._batch(requests)
+        except Exception as exc:  # the engine thread's edge: retry alone, else report
+            self._snap = None
+            if len(requests) > 1:
+                log.warning("allocation batch of %d failed (%s); running its jobs one by one",
+                            len(requests), exc)
+                for request in requests:
+                    self._serve([request])
+                return
+            requests[0].done.set_exception(exc)
             return
         self.batches += 1
-        for p, placement, _ in placed:
-            p.done.set_result(placement)
+        self.jobs += len(requests)
+        for request, (ok, value) in zip(requests, results, strict=True):
+            if ok:
+                request.done.set_result(value)
+            else:
+                request.done.set_exception(value)
 
-    def _place(self, pending: _Pending) -> tuple[Placement, tuple[Booking, ...]] | None:
-        """Place and book into the snapshot; None (the client told why) when it does not."""
-        lease = pending.request.lease
-        try:
-            with self._snapshot:
-                placement = place(pending.request.topology, self._index, self._calendar,
-                                  lease.window, slice_id=str(lease.slice_id))
-                booked = placement.bookings(lease_id=lease.id)
-                self._calendar.book(booked, now=min(self._clock(), lease.window.start))
-        except Exception as exc:  # the placer thread's edge: the waiting client gets it
-            pending.done.set_exception(exc)
-            return None
-        return placement, booked
+    def _batch(self, requests: Sequence[_Request]) -> list[tuple[bool, Any]]:
+        for _ in range(3):
+            try:
+                return self._attempt(requests)
+            except _Reload as why:
+                log.info("allocation snapshot reloaded: %s", why)
+                self._snap = None
+        raise Unavailable("the allocation snapshot kept changing; try again")
 
-    def _write(self, groups: Sequence[tuple[LeaseRow, tuple[Booking, ...]]]) -> None:
-        hosts = sorted({b.host_id for _, group in groups for b in group})
+    def _attempt(self, requests: Sequence[_Request]) -> list[tuple[bool, Any]]:
         now = self._clock()
-        with self._snapshot:
-            free = [self._headroom(h, now) for h in hosts]
         with self._uow_factory() as uow:
-            uow.leases.leases.lock_hosts(hosts)
-            uow.leases.leases.add_many(groups)
-            uow.inventory.set_free(free)
-            uow.commit()
+            snap = self._catch_up(uow, now)
+            batch = Batch(uow, now, snap, kept=self._kept)
+            batch._prefetch(sid for r in requests for sid in r.slices)
+            results = [self._one(batch, r) for r in requests]
+            batch._flush()
+            uow.commit(again=False)
+        return results
 
-    def _headroom(self, host_id: str, now: datetime) -> CapacityRow:
-        host = self._calendar.inventory.host(host_id)
-        usage = self._calendar.peak(host_id, Window(now, ALL_TIME.end))
-        free = Resources() if usage.exclusive else host.capacity - usage.resources
-        return CapacityRow(host_id, self._site_ids[host.site], host.available, host.capacity,
-                           free)
+    def _one(self, batch: Batch, request: _Request) -> tuple[bool, Any]:
+        savepoint = None
+        if request.savepoint:
+            batch._write_deferred()  # before the savepoint, which would take them back
+            savepoint = batch.uow.savepoint()
+        batch._start_job()
+        try:
+            value = request.job(batch)
+        except _Reload:
+            raise
+        except Exception as exc:  # a job's own failure: its caller gets it
+            if savepoint is not None:
+                savepoint.rollback()
+                batch._slivers.clear()
+            batch._undo_job()
+            return False, exc
+        if savepoint is not None:
+            savepoint.commit()
+            batch._slivers.clear()  # it may have written slivers itself: read them again
+        return True, value
+
+    def _catch_up(self, uow: UnitOfWork, now: datetime) -> _Snapshot:
+        pruned = uow.leases.changes.lock()
+        snap = self._snap
+        if snap is None or snap.cursor < pruned:
+            self._kept.clear()
+            snap = self._snap = _load(uow, now)
+            return snap
+        changes = uow.leases.changes.since(snap.cursor)
+        if any(c.kind == NODE_CHANGED for c in changes):
+            self._kept.clear()
+            snap = self._snap = _load(uow, now)
+            return snap
+        if any(c.kind != BOOKINGS_CHANGED for c in changes):
+            self._kept.clear()
+        ports = self._kept.get(PORTS, {})
+        for change in changes:
+            ports.pop(change.node_id, None)
+        if changes:
+            _refresh(uow, snap, {c.node_id for c in changes if c.kind == BOOKINGS_CHANGED},
+                     keep={})
+            snap.cursor = changes[-1].id
+        if now - snap.expired >= EXPIRE_EVERY:
+            snap.calendar.expire(now)
+            snap.expired = now
+        return snap
+
+
+# -- one engine per database in this process ------------------------------------------------
+
+_ENGINES: weakref.WeakKeyDictionary[Engine, AllocationEngine] = weakref.WeakKeyDictionary()
+_ENGINES_GUARD = threading.Lock()
+
+
+def engine_for(uow: UnitOfWork) -> AllocationEngine:
+    """This process's allocation engine for the database of ``uow`` (started on first use)."""
+    with _ENGINES_GUARD:
+        engine = _ENGINES.get(uow.bind)
+        if engine is None:
+            engine = _ENGINES[uow.bind] = AllocationEngine(unit_of_work_factory(uow.bind))
+    engine.start()
+    return engine
+
+
+def stop_engines(bind: Engine | None = None) -> None:
+    """Stop this process's engine for ``bind`` (every engine when None)."""
+    with _ENGINES_GUARD:
+        found = [e for k, e in list(_ENGINES.items()) if bind is None or k is bind]
+    for engine in found:
+        engine.stop()

@@ -21,12 +21,10 @@ collection also forgets uploads that made no progress for :data:`UPLOAD_TTL` sec
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -57,9 +55,6 @@ KINDS: tuple[Kind, ...] = ("image", "file")
 _WRITERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.PI})
 _READERS = _WRITERS | {Role.MEMBER, Role.NODE}
 UPLOAD_TTL = 24 * 3600.0
-_DEBIAN_SUITE = "bookworm"
-_DEBIAN_MIRROR = "http://deb.debian.org/debian"
-_APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
 
 def authorize_images(caller: Caller, *, write: bool) -> None:
@@ -70,11 +65,14 @@ def authorize_images(caller: Caller, *, write: bool) -> None:
     if caller.member is None and not caller.is_node:
         from slicelab.domain.errors import AuthenticationFailed
 
-        raise AuthenticationFailed("no credentials: send 'Authorization: Bearer <token>'",
-                                   field="Authorization")
-    raise PermissionDenied(f"images: {caller.name!r} may not "
-                           f"{'change' if write else 'read'} images; admits "
-                           f"{', '.join(sorted(_WRITERS if write else _READERS))}")
+        raise AuthenticationFailed(
+            "no credentials: send 'Authorization: Bearer <token>'", field="Authorization"
+        )
+    raise PermissionDenied(
+        f"images: {caller.name!r} may not "
+        f"{'change' if write else 'read'} images; admits "
+        f"{', '.join(sorted(_WRITERS if write else _READERS))}"
+    )
 
 
 def content_version(manifest: Manifest) -> Manifest:
@@ -97,10 +95,17 @@ class ImageInfo:
     registered: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "manifest": self.manifest,
-                "kind": self.kind, "deprecated": self.deprecated, "current": self.current,
-                "size": self.size, "chunks": self.chunks,
-                "registered": datetime.fromtimestamp(self.registered).astimezone().isoformat()}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "manifest": self.manifest,
+            "kind": self.kind,
+            "deprecated": self.deprecated,
+            "current": self.current,
+            "size": self.size,
+            "chunks": self.chunks,
+            "registered": datetime.fromtimestamp(self.registered).astimezone().isoformat(),
+        }
 
 
 class _Meta:
@@ -110,12 +115,12 @@ class _Meta:
         self._path, self._tmp = path, tmp_dir
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, dict[str, Any]]] = (
-            json.loads(path.read_bytes()) if path.exists() else {})
+            json.loads(path.read_bytes()) if path.exists() else {}
+        )
 
     def get(self, name: str, version: str) -> dict[str, Any]:
         with self._lock:
-            return dict(self._data.get(name, {}).get(version, {"kind": "image",
-                                                                 "registered": 0.0}))
+            return dict(self._data.get(name, {}).get(version, {"kind": "image", "registered": 0.0}))
 
     def kind_of(self, name: str) -> str | None:
         with self._lock:
@@ -154,16 +159,24 @@ class ImageService:
     def _info(self, entry: CatalogEntry, *, current: str | None) -> ImageInfo:
         meta = self._meta.get(entry.name, entry.version)
         manifest = self.store.chunks.get_manifest(entry.manifest)
-        return ImageInfo(name=entry.name, version=entry.version, manifest=entry.manifest,
-                         kind=str(meta["kind"]), deprecated=entry.deprecated,
-                         current=entry.manifest == current, size=manifest.size,
-                         chunks=len(manifest.chunks), registered=float(meta["registered"]))
+        return ImageInfo(
+            name=entry.name,
+            version=entry.version,
+            manifest=entry.manifest,
+            kind=str(meta["kind"]),
+            deprecated=entry.deprecated,
+            current=entry.manifest == current,
+            size=manifest.size,
+            chunks=len(manifest.chunks),
+            registered=float(meta["registered"]),
+        )
 
     def _ordered(self, name: str) -> list[CatalogEntry]:
         """Versions of ``name``, oldest registered first."""
         entries = self.store.catalog.versions(name)
-        return sorted(entries, key=lambda e: (self._meta.get(name, e.version)["registered"],
-                                              e.version))
+        return sorted(
+            entries, key=lambda e: (self._meta.get(name, e.version)["registered"], e.version)
+        )
 
     def versions(self, name: str) -> list[ImageInfo]:
         current = self.resolve(name)
@@ -208,16 +221,18 @@ class ImageService:
         manifest = Manifest.from_json(raw)
         held = self._meta.kind_of(manifest.name)
         if held is not None and held != kind:
-            raise Conflict(f"{manifest.name!r} is registered as a {held}, not a {kind}",
-                           field="name")
+            raise Conflict(
+                f"{manifest.name!r} is registered as a {held}, not a {kind}", field="name"
+            )
         self._meta.note(manifest.name, manifest.version, kind=kind, when=self._clock())
         return self.store.begin_upload(raw)
 
     def register_tree(self, name: str, tree: Path) -> ImageInfo:
         """Archive, chunk and register a directory as image ``name`` (server side)."""
         with tempfile.TemporaryDirectory(dir=self.store.chunks.tmp.parent) as work:
-            manifest = add_directory(self.store.chunks, tree, name=name, version="build",
-                                     work=Path(work))
+            manifest = add_directory(
+                self.store.chunks, tree, name=name, version="build", work=Path(work)
+            )
         final = content_version(manifest)
         self.store.chunks.put_manifest(final)
         self.store.chunks.delete_manifest(manifest.id)
@@ -229,10 +244,12 @@ class ImageService:
         """Build image ``recipe`` (see :data:`BUILDERS`) and register it as ``name``."""
         builder = BUILDERS.get(recipe)
         if builder is None:
-            raise NotFound(f"no recipe {recipe!r}; known: {', '.join(sorted(BUILDERS))}",
-                           field="recipe")
-        with tempfile.TemporaryDirectory(prefix=f"build-{recipe}-",
-                                         dir=self.store.chunks.tmp.parent) as work:
+            raise NotFound(
+                f"no recipe {recipe!r}; known: {', '.join(sorted(BUILDERS))}", field="recipe"
+            )
+        with tempfile.TemporaryDirectory(
+            prefix=f"build-{recipe}-", dir=self.store.chunks.tmp.parent
+        ) as work:
             tree = builder(Path(work) / "root")
             return self.register_tree(name or recipe, tree)
 
@@ -294,44 +311,17 @@ def image_resolver(root: Path) -> Callable[[str], str | None]:
 
 # -- builders -----------------------------------------------------------------------------
 
+
 def _minimal(dest: Path) -> Path:
     from slicelab.images.rootfs import build_minimal  # needs Debian packages only when used
 
     return build_minimal(dest)
 
 
-def debian_mirror(sources: Iterable[Path] = (_APT_SOURCES,)) -> str:
-    """The Debian mirror apt uses here (first ``URIs:`` of a deb822 source), or the default."""
-    for path in sources:
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            if line.startswith("URIs:") and "security" not in line:
-                return line.split()[1]
-    return _DEBIAN_MIRROR
-
-
 def _debian(dest: Path) -> Path:
-    """Debian (minbase) by debootstrap, with busybox init and dropbear like ``minimal``."""
-    from slicelab.images import rootfs
+    from slicelab.images.rootfs import build_debian  # debootstrap, root and the mirror
 
-    if shutil.which("debootstrap") is None:
-        from slicelab.agent.runtime.errors import MissingPackage
-
-        raise MissingPackage("debootstrap", needed_for="the debian image")
-    argv = ["debootstrap", "--variant=minbase", "--include=busybox-static,dropbear-bin",
-            _DEBIAN_SUITE, str(dest), debian_mirror()]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)
-    if done.returncode != 0:
-        raise Conflict(f"debootstrap failed: {done.stderr.strip()[-500:]}", field="recipe")
-    shutil.rmtree(dest / "var/cache/apt/archives", ignore_errors=True)
-    for name, (text, mode) in rootfs._FILES.items():
-        if name in ("etc/inittab", "etc/init.d/rcS"):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / name).write_text(text)
-            (dest / name).chmod(mode)
-    (dest / "etc/dropbear").mkdir(parents=True, exist_ok=True)
-    return dest
+    return build_debian(dest)
 
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {"minimal": _minimal, "debian": _debian}

@@ -1,26 +1,9 @@
 """Leases: book a topology for a window, renew, list, end.
 
-Booking is one transaction, safe with any number of aggregate processes on one database:
-
-1. the slice's row is locked (and the project's, when it has a quota), so the holdings the
-   quota check reads stay true until the commit;
-2. a few candidate hosts per kind of node asked are *claimed* from the free-node index
-   (``node_capacity``, headroom per node): their ``nodes`` rows are locked, rows another
-   transaction holds are skipped (PostgreSQL ``FOR UPDATE SKIP LOCKED``), so concurrent
-   bookers take different hosts and never wait for each other; SQLite's write transactions
-   are exclusive anyway;
-3. only then are the bookings overlapping the window on those hosts read into a
-   :class:`~slicelab.domain.calendar.Calendar`, and placement runs against it; the index only
-   proposes hosts, the bookings read under the locks decide;
-4. when the claimed hosts do not do (the index holds headroom over all future bookings, so a
-   host free only in this window is not proposed; or a node is bound to a host), the claim is
-   rolled back to its savepoint (releasing its locks) and placement runs on every host, with
-   all their rows locked in id order;
-5. the quotas are checked, the lease and its bookings inserted; the caller rewrites the index
-   rows of the hosts and commits.
-
-Two clients can never book the same free capacity: every writer of bookings holds the rows of
-the hosts it books (renewals too), and reads the calendar after taking them.
+New leases are placed and booked by the allocation engine (:mod:`slicelab.services.booking`),
+which checks them with :func:`booking_rules` / :func:`check_rules`. Renewals are written here,
+under the booking lock that every writer of bookings takes first
+(:meth:`~slicelab.store.leases.ChangeLog.lock`), with the calendar read after taking it.
 
 Time rules (each refusal names the limit): a lease may not start in the past (a minute of clock
 skew is forgiven and means "now"), must end after it starts, may not outlive its slice, and must
@@ -29,9 +12,8 @@ keep within the project's quota and the sites' limits (:mod:`slicelab.domain.quo
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -39,10 +21,9 @@ from slicelab.domain.calendar import Booking, Calendar, Window
 from slicelab.domain.errors import Conflict, InvalidInput, PolicyViolation
 from slicelab.domain.inventory import Host, Inventory, Site, SiteLimits
 from slicelab.domain.nodes import Node
-from slicelab.domain.placement import Placement, PlacementFailed, place
+from slicelab.domain.placement import Placement
 from slicelab.domain.placement import find_slot as place_earliest
 from slicelab.domain.quotas import Demand, ProjectQuota, check, holdings
-from slicelab.domain.resources import Resources
 from slicelab.domain.roles import Caller
 from slicelab.domain.slices import Slice
 from slicelab.domain.topology import Topology
@@ -58,7 +39,8 @@ __all__ = [
     "HostMap",
     "LeaseWindow",
     "Renewal",
-    "book_lease",
+    "booking_rules",
+    "check_rules",
     "find_slot",
     "lease_window",
     "load_inventory",
@@ -201,21 +183,34 @@ class _Rules:
 
 
 def _rules(uow: UnitOfWork, item: Slice, window: Window, *, quota: ProjectQuota,
-           without: str | None = None) -> _Rules:
+           without: str | None = None, extra: Sequence[tuple[str, Booking]] = (),
+           site_of: Callable[[str], str | None] | None = None,
+           limits: Mapping[str, SiteLimits] | None = None) -> _Rules:
     """The rules for ``item`` over ``window``. The project's bookings are read only when its
     quota limits amounts; else the slice's own when a site limits slivers per slice."""
-    limits = {name: p.limits for name, p in uow.leases.site_limits.all().items()}
+    if limits is None:
+        limits = {name: p.limits for name, p in uow.leases.site_limits.all().items()}
     found: list[Booking] = []
+    sid = str(_slice_id(item))
     if _limits_amounts(quota):
         found = uow.leases.leases.overlapping(
             window, project_id=uow.leases.quotas.project_id(item.project))
+        found += [b for project, b in extra if project == item.project]
     elif any(lim.slivers_per_slice is not None for lim in limits.values()):
         found = uow.leases.leases.overlapping(window, slice_id=_slice_id(item))
+        found += [b for _, b in extra if b.slice_id == sid]
     held = tuple(b for b in found if b.lease_id != without)
-    sid = str(_slice_id(item))
     mine = {b.host_id for b in held if b.slice_id == sid}
-    site_of = {n.id: n.site for n in uow.aggregate.nodes.by_ids(mine)} if mine else {}
-    return _Rules(quota, limits, held, site_of)
+    return _Rules(quota, limits, held, _sites_of(uow, mine, site_of))
+
+
+def _sites_of(uow: UnitOfWork, node_ids: set[str],
+              site_of: Callable[[str], str | None] | None) -> dict[str, str]:
+    if not node_ids:
+        return {}
+    if site_of is None:
+        return {n.id: n.site for n in uow.aggregate.nodes.by_ids(node_ids)}
+    return {n: s for n in node_ids if (s := site_of(n)) is not None}
 
 
 def _limits_amounts(quota: ProjectQuota) -> bool:
@@ -237,114 +232,31 @@ def _time_only(item: Slice, window: Window) -> Demand:
 
 
 def _lock_owner(uow: UnitOfWork, item: Slice) -> ProjectQuota:
-    """Serialize bookings of one slice, and of one project when its quota limits amounts
-    (PostgreSQL; SQLite's write transactions are exclusive): the holdings checked stay true
-    until commit. Owners are locked before hosts, everywhere. Returns the project's quota."""
+    """Take the booking lock (every writer of bookings takes it first, see
+    :meth:`~slicelab.store.leases.ChangeLog.lock`): the holdings checked and the calendar read
+    stay true until commit. Returns the project's quota."""
+    uow.leases.changes.lock()
     quota: ProjectQuota = uow.leases.quotas.get(item.project)
-    if _limits_amounts(quota):
-        uow.leases.quotas.lock(uow.leases.quotas.project_id(item.project))
-    uow.leases.leases.lock_slice(_slice_id(item))
     return quota
 
 
 # -- booking ------------------------------------------------------------------------------------
 
-CLAIM_SPARE = 8  # candidate nodes claimed beyond twice the nodes asked, per kind of node
+def booking_rules(uow: UnitOfWork, item: Slice, window: Window, *, quota: ProjectQuota,
+                  limits: Mapping[str, SiteLimits],
+                  extra: Iterable[tuple[str, Booking]] = (),
+                  site_of: Callable[[str], str | None] | None = None) -> _Rules:
+    """What a new lease of ``item`` over ``window`` is checked against: the project's
+    ``quota`` and the sites' ``limits`` (read once per batch by the allocation engine).
+    ``extra`` are bookings not written yet, with their project (the engine's batch);
+    ``site_of`` names a node's site without asking the database."""
+    return _rules(uow, item, window, quota=quota, extra=list(extra), site_of=site_of,
+                  limits=limits)
 
 
-def book_lease(uow: UnitOfWork, item: Slice, topology: Topology, window: Window, *,
-               sliver_ids: Mapping[str, str], now: datetime,
-               provision: bool = False) -> tuple[LeaseRow, Placement]:
-    """Place ``topology`` for ``window`` and book it as a new lease of ``item`` (not committed;
-    the caller rewrites the free-node index of the hosts, see :func:`index_nodes`).
-
-    First on a few candidate hosts claimed from the free-node index (:func:`_claim`); when
-    they do not do (the index holds headroom, so a host free only in this window is not
-    offered), on every host with all their rows locked. Either way the calendar is read after
-    the locks are held, so the placement is checked against every booking committed.
-    ``sliver_ids`` maps each node's client_id to the id its sliver will have. The placement
-    returned names hosts by node id.
-    """
-    rules = _rules(uow, item, window, quota=_lock_owner(uow, item))
-    _check(rules, item, _time_only(item, window), now=now)
-    found = _place_claimed(uow, item, topology, window) or _place_all(uow, item, topology, window)
-    hosts, calendar, placement = found
-    _check(rules, item, Demand.of(placement, project=item.project, inventory=hosts.inventory),
-           now=now)
-    lease = LeaseRow(f"L-{secrets.token_hex(8)}", _slice_id(item), item.project, item.name,
-                     window, ACTIVE, provision, now)
-    booked = placement.bookings(lease_id=lease.id)
-    calendar.book(booked, now=min(now, window.start))
-    uow.leases.leases.add(lease, [_stored(hosts.to_node(b), sliver_ids) for b in booked])
-    assignments = tuple(replace(a, host_id=hosts.ids[a.host_id]) for a in placement.assignments)
-    return lease, replace(placement, assignments=assignments)
-
-
-_Found = tuple[HostMap, Calendar, Placement]
-
-
-def _place_claimed(uow: UnitOfWork, item: Slice, topology: Topology,
-                   window: Window) -> _Found | None:
-    """Place on hosts claimed from the index, or None (their locks let go again)."""
-    if any(n.component_id for n in topology.nodes):
-        return None  # bound nodes: their hosts may not be among the candidates
-    savepoint = uow.savepoint()
-    try:
-        ids = _claim(uow, topology)
-        hosts = _host_map(uow, uow.aggregate.nodes.by_ids(ids)) if ids else None
-        if hosts is None:
-            savepoint.rollback()
-            return None
-        calendar = _calendar(uow, hosts, window, ids)
-        placement = place(topology, hosts.inventory, calendar, window,
-                          slice_id=str(_slice_id(item)))
-    except PlacementFailed:
-        savepoint.rollback()
-        return None
-    savepoint.commit()
-    return hosts, calendar, placement
-
-
-def _claim(uow: UnitOfWork, topology: Topology) -> list[str]:
-    """Lock a few free hosts, per site asked, that could each take any node asked there (the
-    element-wise largest need); none when a site is unknown."""
-    per_site: dict[str | None, list[Resources]] = {}
-    for node in topology.nodes:
-        per_site.setdefault(node.site, []).append(node.resources)
-    site_ids = uow.inventory.site_ids() if any(per_site) else {}
-    ids: set[str] = set()
-    for site, needs in per_site.items():
-        if site is not None and site not in site_ids:
-            return []
-        found = uow.inventory.free_nodes(
-            _largest(needs), site_id=site_ids[site] if site is not None else None,
-            limit=2 * len(needs) + CLAIM_SPARE, claim=True)
-        ids.update(node_id for node_id, _, _ in found)
-    return sorted(ids)
-
-
-def _largest(needs: Iterable[Resources]) -> Resources:
-    needs = list(needs)
-    devices: dict[str, int] = {}
-    for need in needs:
-        for name, count in need.devices:
-            devices[name] = max(devices.get(name, 0), count)
-    return Resources(max(n.cpu_milli for n in needs), max(n.memory_mib for n in needs),
-                     max(n.disk_gib for n in needs), max(n.bandwidth_mbps for n in needs),
-                     tuple(sorted(devices.items())))
-
-
-def _place_all(uow: UnitOfWork, item: Slice, topology: Topology, window: Window) -> _Found:
-    hosts = load_inventory(uow)
-    uow.leases.leases.lock_hosts(hosts.ids.values())
-    calendar = _calendar(uow, hosts, window)
-    placement = place(topology, hosts.inventory, calendar, window,
-                      slice_id=str(_slice_id(item)))
-    return hosts, calendar, placement
-
-
-def _stored(b: Booking, sliver_ids: Mapping[str, str]) -> Booking:
-    return replace(b, sliver=sliver_ids[b.sliver] if b.sliver is not None else None)
+def check_rules(rules: _Rules, item: Slice, demand: Demand, *, now: datetime) -> None:
+    """Raise naming the quota or site limit ``demand`` would break."""
+    _check(rules, item, demand, now=now)
 
 
 def find_slot(uow: UnitOfWork, topology: Topology, *, duration: timedelta,
@@ -430,7 +342,6 @@ def _renew(uow: UnitOfWork, item: Slice, lease: LeaseRow, renewal: Renewal,
         _check(rules, item, _demand_of(item, own, hosts, Window(lease.window.start, end)),
                now=now)
     node_ids = {hosts.ids[b.host_id] for b in own}
-    uow.leases.leases.lock_hosts(node_ids)
     calendar = _calendar(uow, hosts, Window(lease.window.start, end), node_ids)
     granted = calendar.renew(lease.id, end=end, now=now, partial=renewal.to_max)
     if renewal.to_max:

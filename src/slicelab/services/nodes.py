@@ -1,13 +1,20 @@
 """Nodes: enrollment with a one-time token, signed-request authentication with failure
 counting, the operators' list, show and set-state.
+
+Signed requests are checked against :class:`NodeKeys`, an in-memory table of nodes and their
+opened keys: a steady node's request (known, not new, no failures to reset) needs no database
+at all, and its heartbeat goes to the batcher. A miss, an expired entry, a node whose
+heartbeat must be written, or any failure takes the database path, which fills the table.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import replace
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +31,10 @@ from .inventory import index_nodes
 from .provisioning import AggregateContext, refresh_desired
 
 __all__ = [
+    "KEY_TTL",
+    "NodeKeys",
     "authenticate",
+    "authenticate_known",
     "enroll",
     "get_node",
     "list_nodes",
@@ -33,6 +43,85 @@ __all__ = [
 ]
 
 OP = Operation
+KEY_TTL = 5.0  # seconds an entry of NodeKeys is trusted without reading the database again
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    node: Node
+    sealed: str
+    key: bytes
+    loaded: float
+    reloading: float | None = None  # when a request went to read it again
+
+
+class NodeKeys:
+    """Nodes and their opened keys by id, so that a signed request needs no database read.
+
+    An entry is trusted for ``ttl`` seconds after it was read: a key rotated, or a node
+    disabled or deleted, by another server process takes effect here within that bound (plus
+    ``grace``: the first request after ``ttl`` reads the database, the node's other requests
+    meanwhile still use the entry, for at most ``grace`` seconds). Writers in this process
+    call :meth:`forget` (the aggregate's change notification does), so their changes take
+    effect at once. An entry read before a :meth:`forget` is not stored (:attr:`epoch`), so
+    a slow reader never puts back what a writer just dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = KEY_TTL,
+        grace: float = 1.0,
+        capacity: int = 1_000_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl, self.grace, self.capacity, self._clock = ttl, grace, capacity, clock
+        self._known: dict[str, _Known] = {}
+        self._lock = threading.Lock()
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def get(self, node_id: str) -> _Known | None:
+        """The entry of ``node_id`` if it may be used; None: read the database (unknown here,
+        or older than ``ttl`` and this is the first request to see it so)."""
+        found = self._known.get(node_id)
+        if found is None:
+            return None
+        now = self._clock()
+        if now - found.loaded <= self.ttl:
+            return found
+        if found.reloading is not None:
+            return found if now - found.reloading <= self.grace else None
+        with self._lock:
+            if self._known.get(node_id) is found:
+                self._known[node_id] = replace(found, reloading=now)
+        return None
+
+    def key(self, node_id: str, sealed: str) -> bytes | None:
+        """The opened key of ``node_id`` if its sealed form is still ``sealed``."""
+        found = self._known.get(node_id)
+        return found.key if found is not None and found.sealed == sealed else None
+
+    def put(self, node: Node, *, sealed: str, key: bytes, epoch: int) -> None:
+        """Remember ``node`` (read when :attr:`epoch` was ``epoch``) and its key."""
+        with self._lock:
+            if epoch != self.epoch:
+                return
+            self._known.pop(node.id, None)
+            while len(self._known) >= self.capacity:
+                del self._known[next(iter(self._known))]
+            self._known[node.id] = _Known(node, sealed, key, self._clock())
+
+    def forget(self, node_ids: Collection[str]) -> None:
+        """Drop these nodes: their next request reads the database again."""
+        if not node_ids:
+            return
+        with self._lock:
+            self.epoch += 1
+            for node_id in node_ids:
+                self._known.pop(node_id, None)
 
 
 def name_from_hostname(hostname: str) -> str:
@@ -51,13 +140,20 @@ def _use_token(uow: UnitOfWork, token: str, now: datetime) -> tuple[int, str, st
     if row.used is not None:
         raise AuthenticationFailed("this enrollment token was used already", field="token")
     if now >= row.expires:
-        raise AuthenticationFailed(f"this enrollment token expired at {row.expires.isoformat()}",
-                                   field="token")
+        raise AuthenticationFailed(
+            f"this enrollment token expired at {row.expires.isoformat()}", field="token"
+        )
     return row.id, row.site, row.node_name
 
 
-def enroll(uow: UnitOfWork, ctx: AggregateContext, *, token: str, hostname: str,
-           inventory: Mapping[str, Any]) -> tuple[Node, bytes]:
+def enroll(
+    uow: UnitOfWork,
+    ctx: AggregateContext,
+    *,
+    token: str,
+    hostname: str,
+    inventory: Mapping[str, Any],
+) -> tuple[Node, bytes]:
     """Make the node a used token stands for; return it with its new key (shown once)."""
     now = utcnow()
     token_id, site, wanted = _use_token(uow, token, now)
@@ -65,8 +161,14 @@ def enroll(uow: UnitOfWork, ctx: AggregateContext, *, token: str, hostname: str,
     if uow.aggregate.nodes.name_taken(name):
         raise Conflict(f"node {name!r} exists already", field="hostname")
     inv = Inventory.from_json(dict(inventory))
-    node = Node(id=f"n-{secrets.token_hex(8)}", name=name, site=site,
-                urn=node_urn(ctx.authority, name), inventory=inv, host_ip=inv.host_ip)
+    node = Node(
+        id=f"n-{secrets.token_hex(8)}",
+        name=name,
+        site=site,
+        urn=node_urn(ctx.authority, name),
+        inventory=inv,
+        host_ip=inv.host_ip,
+    )
     key = new_key()
     if not uow.aggregate.enrollments.use(token_id, now):
         raise AuthenticationFailed("this enrollment token was used already", field="token")
@@ -93,35 +195,107 @@ def _count_failure(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, node_i
         ctx.notify(changed)
 
 
-def authenticate(uow_factory: UnitOfWorkFactory, ctx: AggregateContext, nonces: NonceCache, *,
-                 headers: Mapping[str, str], method: str, path: str, body: bytes,
-                 now: float) -> Node:
+def authenticate_known(
+    known: NodeKeys,
+    ctx: AggregateContext,
+    nonces: NonceCache,
+    *,
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    now: float,
+) -> Node | None:
+    """The steady node that signed this request, from ``known`` alone (no database, no
+    waiting: fit for the event loop); None when :func:`authenticate` must decide (unknown
+    here, not steady, or the check failed, which it counts)."""
+    if ctx.heartbeats is None:
+        return None
+    found: list[_Known] = []
+
+    def key_of(node_id: str) -> bytes | None:
+        entry = known.get(node_id)
+        if entry is None or not _steady(entry.node):
+            return None
+        found.append(entry)
+        return entry.key
+
+    try:
+        verify(headers, method, path, body, key_of=key_of, now=now, nonces=nonces)
+    except NodeAuthenticationFailed:
+        return None
+    seen = utcnow()
+    ctx.heartbeats.record(found[0].node.id, seen)
+    return replace(found[0].node, last_seen=seen)
+
+
+def authenticate(
+    uow_factory: UnitOfWorkFactory,
+    ctx: AggregateContext,
+    nonces: NonceCache,
+    *,
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    now: float,
+    known: NodeKeys | None = None,
+) -> Node:
     """The node that signed this request, after a heartbeat; count and raise on failure.
 
     The check and a steady node's heartbeat (batched) only read: they run in a read-only unit
     of work, which on SQLite takes no write lock; a heartbeat that changes the node is written
-    in a unit of work of its own.
+    in a unit of work of its own. With ``known``, a good node is remembered there and a failed
+    one forgotten.
     """
+    known = known if known is not None else NodeKeys(ttl=0)
+    epoch, keys = known.epoch, _KeyReader(ctx, known)
     failure: NodeAuthenticationFailed | None = None
     with read_only(uow_factory) as uow:
-        def key_of(node_id: str) -> bytes | None:
-            sealed = uow.aggregate.nodes.sealed_key(node_id)
-            return ctx.keybox.open(sealed) if sealed is not None else None
-
         try:
-            node_id = verify(headers, method, path, body, key_of=key_of, now=now, nonces=nonces)
+            node_id = verify(
+                headers, method, path, body, key_of=keys.reader(uow), now=now, nonces=nonces
+            )
         except NodeAuthenticationFailed as exc:
             failure = exc
         else:
             steady = _steady_beat(uow, ctx, node_id)
             if steady is not None:
-                return steady
+                return keys.remember(steady, epoch)
     if failure is None:
         with uow_factory() as writing:
-            return _write_beat(writing, ctx, node_id)
-    if failure.node_id is not None and failure.reason != "unknown":
-        _count_failure(uow_factory, ctx, failure.node_id)
+            return keys.remember(_write_beat(writing, ctx, node_id), epoch)
+    if failure.node_id is not None:
+        known.forget([failure.node_id])
+        if failure.reason != "unknown":
+            _count_failure(uow_factory, ctx, failure.node_id)
     raise failure
+
+
+class _KeyReader:
+    """Reads a node's sealed key in a unit of work; opens it (or reuses the opened one)."""
+
+    def __init__(self, ctx: AggregateContext, known: NodeKeys) -> None:
+        self._ctx, self._known = ctx, known
+        self._sealed: str | None = None
+        self._key: bytes | None = None
+
+    def reader(self, uow: UnitOfWork) -> Callable[[str], bytes | None]:
+        def key_of(node_id: str) -> bytes | None:
+            self._sealed = uow.aggregate.nodes.sealed_key(node_id)
+            if self._sealed is None:
+                return None
+            self._key = self._known.key(node_id, self._sealed) or self._ctx.keybox.open(
+                self._sealed
+            )
+            return self._key
+
+        return key_of
+
+    def remember(self, node: Node, epoch: int) -> Node:
+        if self._sealed is not None and self._key is not None:
+            self._known.put(node, sealed=self._sealed, key=self._key, epoch=epoch)
+        return node
 
 
 def _steady(node: Node) -> bool:
@@ -175,8 +349,9 @@ def get_node(uow: UnitOfWork, caller: Caller, name: str) -> Node:
     return uow.aggregate.nodes.by_name(name)
 
 
-def set_node_state(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, name: str, *,
-                   state: str) -> Node:
+def set_node_state(
+    uow: UnitOfWork, ctx: AggregateContext, caller: Caller, name: str, *, state: str
+) -> Node:
     """An operator's move of ``name`` to boot state ``state`` (the table decides)."""
     authorize(OP.NODE_SET_STATE, caller)
     node = uow.aggregate.nodes.by_name(name, lock=True)
@@ -186,6 +361,5 @@ def set_node_state(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, name:
     changed = refresh_desired(uow, ctx, [node.id])
     index_nodes(uow, [node.id])
     uow.commit()
-    if changed:
-        ctx.notify(changed)
+    ctx.notify(sorted({*changed, node.id}))  # the node itself always: its cached entry goes
     return moved

@@ -45,6 +45,7 @@ __all__ = [
     "KeyBox",
     "abandon_command",
     "command_row",
+    "current_desired",
     "desired_for",
     "finish_command",
     "plan_from_row",
@@ -76,8 +77,7 @@ class KeyBox:
         if self._fernet is None:
             secret = self._secret() if callable(self._secret) else self._secret
             if len(secret) < 16:
-                raise InvalidInput("the aggregate secret must be at least 16 bytes",
-                                   field="secret")
+                raise InvalidInput("the aggregate secret must be at least 16 bytes", field="secret")
             self._fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret).digest()))
         return self._fernet
 
@@ -127,17 +127,34 @@ class AggregateContext:
 
 def plan_from_row(row: SliverRow) -> SliverPlan:
     p = row.plan
-    interfaces = tuple(SliverInterface(i["link_id"], i["ifname"], i.get("ipv4"), i["mac"],
-                                       i.get("capacity_mbps")) for i in p.get("interfaces", ()))
+    interfaces = tuple(
+        SliverInterface(i["link_id"], i["ifname"], i.get("ipv4"), i["mac"], i.get("capacity_mbps"))
+        for i in p.get("interfaces", ())
+    )
     return SliverPlan(
-        sliver_id=row.id, node_id=row.node_id, urn=p["urn"], slice_urn=p["slice_urn"],
-        project=p["project"], slice=p["slice"], client_id=p["client_id"],
-        hostname=p["hostname"], image=p["image"], cores=p["cores"], memory_mib=p["memory_mib"],
-        disk_gib=p["disk_gib"], first_port=p["control"]["first_port"],
-        port_count=p["control"]["count"], pids_max=p["pids_max"], run=p["run"],
-        restart_seq=p["restart_seq"], ssh_keys=tuple(p["ssh_keys"]), manifest=p["manifest"],
-        interfaces=interfaces, expires=p.get("expires"),
-        installs=tuple(InstallPlan(i["url"], i["path"]) for i in p.get("install", ())))
+        sliver_id=row.id,
+        node_id=row.node_id,
+        urn=p["urn"],
+        slice_urn=p["slice_urn"],
+        project=p["project"],
+        slice=p["slice"],
+        client_id=p["client_id"],
+        hostname=p["hostname"],
+        image=p["image"],
+        cores=p["cores"],
+        memory_mib=p["memory_mib"],
+        disk_gib=p["disk_gib"],
+        first_port=p["control"]["first_port"],
+        port_count=p["control"]["count"],
+        pids_max=p["pids_max"],
+        run=p["run"],
+        restart_seq=p["restart_seq"],
+        ssh_keys=tuple(p["ssh_keys"]),
+        manifest=p["manifest"],
+        interfaces=interfaces,
+        expires=p.get("expires"),
+        installs=tuple(InstallPlan(i["url"], i["path"]) for i in p.get("install", ())),
+    )
 
 
 def _with_images(ctx: AggregateContext, plan: SliverPlan) -> SliverPlan:
@@ -147,32 +164,60 @@ def _with_images(ctx: AggregateContext, plan: SliverPlan) -> SliverPlan:
 
 
 def _live_plans(uow: UnitOfWork, now: datetime) -> tuple[list[SliverPlan], list[LinkPlan]]:
-    rows = [r for r in uow.aggregate.slivers.live(now)
-            if r.allocation_state == AllocationState.PROVISIONED.value]
-    links = [LinkPlan(lk.id, lk.vni, lk.sliver_ids, lk.capacity_mbps)
-             for lk in uow.aggregate.links.live(now)]
+    rows = [
+        r
+        for r in uow.aggregate.slivers.live(now)
+        if r.allocation_state == AllocationState.PROVISIONED.value
+    ]
+    links = [
+        LinkPlan(lk.id, lk.vni, lk.sliver_ids, lk.capacity_mbps)
+        for lk in uow.aggregate.links.live(now)
+    ]
     return [plan_from_row(r) for r in rows], links
 
 
-def refresh_desired(uow: UnitOfWork, ctx: AggregateContext, node_ids: Collection[str] | None,
-                    *, now: datetime | None = None) -> list[str]:
-    """Rebuild the documents of ``node_ids`` (None: every node); return those that changed."""
-    now = now or utcnow()
+def _documents(
+    uow: UnitOfWork, ctx: AggregateContext, node_ids: Collection[str] | None, now: datetime
+) -> dict[str, dict[str, Any]]:
+    """The documents ``node_ids`` (None: every node) should have now, by node id."""
     nodes = uow.aggregate.nodes.list()
     slivers, links = _live_plans(uow, now)
     slivers = [_with_images(ctx, s) for s in slivers]
     hosts = {n.id: n.host_ip for n in nodes}
-    changed = []
+    docs = {}
     for node in nodes:
         if node_ids is not None and node.id not in node_ids:
             continue
-        commands = [CommandPlan(c.id, c.node_id, c.sliver_id, c.argv, c.timeout)
-                    for c in uow.aggregate.commands.pending(node.id)]
-        doc = desired_document(node, domain=ctx.domain, slivers=slivers, links=links,
-                               hosts=hosts, commands=commands)
-        if _store(uow, node.id, doc):
-            changed.append(node.id)
-    return changed
+        commands = [
+            CommandPlan(c.id, c.node_id, c.sliver_id, c.argv, c.timeout)
+            for c in uow.aggregate.commands.pending(node.id)
+        ]
+        docs[node.id] = desired_document(
+            node, domain=ctx.domain, slivers=slivers, links=links, hosts=hosts, commands=commands
+        )
+    return docs
+
+
+def refresh_desired(
+    uow: UnitOfWork,
+    ctx: AggregateContext,
+    node_ids: Collection[str] | None,
+    *,
+    now: datetime | None = None,
+) -> list[str]:
+    """Rebuild the documents of ``node_ids`` (None: every node); return those that changed."""
+    docs = _documents(uow, ctx, node_ids, now or utcnow())
+    return [node_id for node_id, doc in docs.items() if _store(uow, node_id, doc)]
+
+
+def current_desired(uow: UnitOfWork, ctx: AggregateContext, node: Node) -> DesiredRow | None:
+    """The node's stored document if a rebuild would leave it as it is, else None (then
+    :func:`desired_for` writes the new one). Only reads: fit for a read-only unit of work."""
+    doc = _documents(uow, ctx, [node.id], utcnow()).get(node.id)
+    row = uow.aggregate.desired.get(node.id)
+    if doc is None or row is None:
+        return None
+    return row if next_generation(row.generation, row.digest, doc)[0] == row.generation else None
 
 
 def _store(uow: UnitOfWork, node_id: str, doc: dict[str, Any]) -> bool:
@@ -211,10 +256,15 @@ def _sliver_report(row: SliverRow, item: Mapping[str, Any]) -> SliverRow:
     if state not in REPORTED_OPERATIONAL:
         raise InvalidInput(f"sliver {row.id}: unknown state {state!r}", field="slivers")
     ssh = item.get("ssh") or {}
-    return replace(row, reported_state=state, operational_state=REPORTED_OPERATIONAL[state].value,
-                   error=item.get("error") or item.get("progress"),  # "fetching image 63%"
-                   control_ip=item.get("control_ip"),
-                   ssh_host=ssh.get("host"), ssh_port=ssh.get("port"))
+    return replace(
+        row,
+        reported_state=state,
+        operational_state=REPORTED_OPERATIONAL[state].value,
+        error=item.get("error") or item.get("progress"),  # "fetching image 63%"
+        control_ip=item.get("control_ip"),
+        ssh_host=ssh.get("host"),
+        ssh_port=ssh.get("port"),
+    )
 
 
 def _apply_sliver_reports(uow: UnitOfWork, node: Node, items: list[Any]) -> None:
@@ -230,8 +280,9 @@ def _apply_link_reports(uow: UnitOfWork, node: Node, items: list[Any]) -> None:
     for link in uow.aggregate.links.all():
         item = by_id.get(link.id)
         if item is not None and mine & set(link.sliver_ids):
-            uow.aggregate.links.save(replace(link, state=item.get("state"),
-                                             error=item.get("error")))
+            uow.aggregate.links.save(
+                replace(link, state=item.get("state"), error=item.get("error"))
+            )
 
 
 def _node_report(uow: UnitOfWork, node: Node, actual: Mapping[str, Any]) -> Node:
@@ -247,8 +298,9 @@ def _node_report(uow: UnitOfWork, node: Node, actual: Mapping[str, Any]) -> Node
     return node
 
 
-def record_report(uow: UnitOfWork, ctx: AggregateContext, node: Node,
-                  actual: Mapping[str, Any]) -> None:
+def record_report(
+    uow: UnitOfWork, ctx: AggregateContext, node: Node, actual: Mapping[str, Any]
+) -> None:
     """Take in an actual state document from ``node``'s agent."""
     if not isinstance(actual, Mapping):
         raise InvalidInput("the report must be a JSON object", field="body")
@@ -269,15 +321,24 @@ def record_report(uow: UnitOfWork, ctx: AggregateContext, node: Node,
         ctx.notify(changed)
 
 
-def finish_command(uow: UnitOfWork, ctx: AggregateContext, node: Node, command_id: str, *,
-                   exit_code: int, stdout: str, stderr: str) -> None:
+def finish_command(
+    uow: UnitOfWork,
+    ctx: AggregateContext,
+    node: Node,
+    command_id: str,
+    *,
+    exit_code: int,
+    stdout: str,
+    stderr: str,
+) -> None:
     """Record the result of one of ``node``'s commands; it then leaves the desired state."""
     command = uow.aggregate.commands.find(command_id)
     if command is None or command.node_id != node.id:
         raise NotFound(f"no command {command_id!r} for this node", field="command_id")
     if command.finished is None:
-        uow.aggregate.commands.finish(command_id, when=utcnow(), exit_code=exit_code,
-                                      stdout=stdout, stderr=stderr)
+        uow.aggregate.commands.finish(
+            command_id, when=utcnow(), exit_code=exit_code, stdout=stdout, stderr=stderr
+        )
     changed = refresh_desired(uow, ctx, [node.id])
     uow.commit()
     ctx.notify([*changed, command_id])
@@ -295,8 +356,9 @@ def abandon_command(uow: UnitOfWork, ctx: AggregateContext, command_id: str) -> 
     command = uow.aggregate.commands.find(command_id)
     if command is None or command.finished is not None:
         return
-    uow.aggregate.commands.finish(command_id, when=utcnow(), exit_code=None, stdout="",
-                                  stderr="timed out")
+    uow.aggregate.commands.finish(
+        command_id, when=utcnow(), exit_code=None, stdout="", stderr="timed out"
+    )
     changed = refresh_desired(uow, ctx, [command.node_id])
     uow.commit()
     ctx.notify(changed)

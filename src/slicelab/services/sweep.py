@@ -34,6 +34,7 @@ from .provisioning import AggregateContext, abandon_command, refresh_desired
 __all__ = ["SweepPolicy", "SweepReport", "Sweeper", "collect_images", "end_lease", "sweep"]
 
 log = logging.getLogger(__name__)
+CHANGES_KEPT = 100_000  # booking changes kept for allocation engines that fell behind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +99,8 @@ def sweep(uow: UnitOfWork, ctx: AggregateContext, *, now: datetime | None = None
     now = now or utcnow()
     policy = policy or SweepPolicy()
     report = SweepReport()
+    uow.leases.changes.lock()  # before any other lock, as every writer of bookings
+    uow.leases.changes.prune(keep=CHANGES_KEPT)
     touched = _leases(uow, now, policy, report)
     changed = refresh_desired(uow, ctx, touched, now=now) if touched else []
     uow.commit()

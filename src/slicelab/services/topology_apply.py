@@ -18,12 +18,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from slicelab.domain.addressing import (
+    VNI_FIRST,
+    VNI_LAST,
     allocate_ports,
     allocate_vni,
     assign_link_addresses,
@@ -54,11 +56,13 @@ from slicelab.domain.topology import LinkRequest, NodeRequest, Topology
 from slicelab.domain.urn import URN
 from slicelab.rspec.topology_file import topology_from_json
 from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
+from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
+from .booking import PORTS, Batch, engine_for
 from .inventory import index_nodes
-from .leases import LeaseWindow, book_lease, lease_window
+from .leases import LeaseWindow, lease_window
 from .provisioning import AggregateContext, plan_from_row, refresh_desired
 
 __all__ = [
@@ -71,6 +75,7 @@ __all__ = [
     "release_slice",
     "slice_for",
     "slice_status",
+    "Written",
     "with_defaults",
     "write_topology",
 ]
@@ -138,6 +143,7 @@ class _Plan:
     drop: list[SliverRow]
     placement: dict[str, str]
     ids: dict[str, str] = field(default_factory=dict)
+    lease: LeaseRow | None = None
     expires: dict[str, datetime] = field(default_factory=dict)
     state: SliverState = field(default_factory=SliverState)
 
@@ -168,26 +174,83 @@ def _apply_window(uow: UnitOfWork, item: Slice, now: datetime) -> Window:
     return lease_window(LeaseWindow(end=max(ends) if ends else None), now=now, item=item)
 
 
-def _place(uow: UnitOfWork, plan: _Plan, *, window: Window | None, now: datetime,
+def _place(batch: Batch, plan: _Plan, *, window: Window | None,
            provision: bool = True) -> dict[str, str]:
     """Book the nodes not kept as one new lease; map every node to its host."""
     fresh = _fresh_topology(plan.topology, plan.keep)
     placed: dict[str, str] = {c: r.node_id for c, r in plan.keep.items()}
     if fresh.nodes:
-        window = window or _apply_window(uow, plan.slice, now)
-        lease, placement = book_lease(uow, plan.slice, fresh, window, sliver_ids=plan.ids,
-                                      now=now, provision=provision)
+        window = window or _apply_window(batch.uow, plan.slice, batch.now)
+        lease, placement = batch.book(plan.slice, fresh, window, sliver_ids=plan.ids,
+                                      provision=provision)
+        plan.lease = lease
         placed.update({a.node: a.host_id for a in placement.assignments})
         plan.expires.update({n.client_id: lease.window.end for n in fresh.nodes})
     return placed
 
 
-def _links(uow: UnitOfWork, plan: _Plan) -> list[LinkRow]:
+@dataclass(slots=True)
+class _Taken:
+    """VNIs and subnets of every slice's links, read under the booking lock (which every
+    writer of links holds too, see the change log), kept by the engine across batches and
+    current by its jobs until another writer adds or removes a link; the subnets also merged
+    into as few networks as cover them, which allocation walks fast."""
+
+    vnis: dict[int, int]  # vni -> slice id
+    subnets: dict[ipaddress.IPv4Network, int]
+    merged: list[ipaddress.IPv4Network]
+    low: int = VNI_FIRST  # no VNI below it is free (none is freed while this is kept)
+
+    def vni(self, used: Collection[int], *, everyone: bool) -> int:
+        """The lowest VNI not in ``used`` (:func:`allocate_vni`'s rule), searched from
+        :attr:`low` when ``used`` holds every slice's VNIs."""
+        vni = self.low if everyone else VNI_FIRST
+        while vni in used:
+            vni += 1
+        if vni > VNI_LAST:
+            return allocate_vni(used)  # refuses, naming the range
+        if everyone:
+            self.low = vni
+        return vni
+
+    def add(self, link: LinkRow) -> None:
+        net = ipaddress.IPv4Network(link.subnet)
+        self.vnis[link.vni] = link.slice_id
+        self.subnets[net] = link.slice_id
+        self.merged = list(ipaddress.collapse_addresses([*self.merged, net]))
+
+    def remove(self, link: LinkRow) -> None:
+        """Take back a link :meth:`add` kept (its job failed)."""
+        net = ipaddress.IPv4Network(link.subnet)
+        if self.vnis.get(link.vni) == link.slice_id:
+            del self.vnis[link.vni]
+            self.low = min(self.low, link.vni)
+        if self.subnets.get(net) == link.slice_id:
+            del self.subnets[net]
+            self.merged = list(ipaddress.collapse_addresses(self.subnets))
+
+    def owns_any(self, slice_id: int) -> bool:
+        return slice_id in self.vnis.values()
+
+
+def _taken(batch: Batch) -> _Taken:
+    found = batch.kept.get("links")
+    if not isinstance(found, _Taken):
+        rows = batch.uow.aggregate.links.used()
+        subnets = {ipaddress.IPv4Network(subnet): owner for owner, _, subnet in rows}
+        found = batch.kept["links"] = _Taken(
+            {vni: owner for owner, vni, _ in rows}, subnets,
+            list(ipaddress.collapse_addresses(subnets)))
+    return found
+
+
+def _links(batch: Batch, plan: _Plan, existing: list[LinkRow]) -> list[LinkRow]:
     """Keep unchanged links; allocate VNIs and addresses for the rest."""
-    old = {lk.client_id: lk for lk in uow.aggregate.links.of_slice(_sid(plan.slice))}
-    others = [lk for lk in uow.aggregate.links.all() if lk.slice_id != plan.slice.id]
-    vnis = {lk.vni for lk in others}
-    subnets = [ipaddress.IPv4Network(lk.subnet) for lk in others]
+    taken, sid = _taken(batch), _sid(plan.slice)
+    old = {lk.client_id: lk for lk in existing}
+    if not plan.topology.links:
+        return []
+    everyone = not taken.owns_any(sid)
     result = []
     for link in plan.topology.links:
         request = _link_json(plan.topology, link)
@@ -196,18 +259,26 @@ def _links(uow: UnitOfWork, plan: _Plan) -> list[LinkRow]:
                 == request:
             result.append(kept)
         else:
-            result.append(_new_link(plan, link, request, vnis, subnets))
-        vnis.add(result[-1].vni)
-        subnets.append(ipaddress.IPv4Network(result[-1].subnet))
+            new = _new_link(plan, link, request, taken, everyone=everyone)
+            result.append(new)
+            batch.on_undo(lambda new=new: taken.remove(new))  # type: ignore[misc]
+        taken.add(result[-1])
     return result
 
 
-def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], vnis: set[int],
-              subnets: list[ipaddress.IPv4Network]) -> LinkRow:
+def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], taken: _Taken, *,
+              everyone: bool) -> LinkRow:
+    sid = _sid(plan.slice)
+    if everyone:
+        vnis: Collection[int] = taken.vnis
+        subnets = taken.merged
+    else:
+        vnis = {v for v, owner in taken.vnis.items() if owner != sid}
+        subnets = [n for n, owner in taken.subnets.items() if owner != sid]
     addresses = assign_link_addresses(link.client_id, request["addresses"], subnets)
     assigned = [str(a) for a in addresses]
-    return LinkRow(id=f"l-{secrets.token_hex(8)}", slice_id=_sid(plan.slice),
-                   client_id=link.client_id, vni=allocate_vni(vnis),
+    return LinkRow(id=f"l-{secrets.token_hex(8)}", slice_id=sid,
+                   client_id=link.client_id, vni=taken.vni(vnis, everyone=everyone),
                    subnet=str(addresses[0].network), capacity_mbps=link.capacity_mbps,
                    request={**request, "assigned": assigned}, sliver_ids=())
 
@@ -227,25 +298,38 @@ def _interfaces(links: list[LinkRow], ids: Mapping[str, str]) -> dict[str, list[
     return per_node
 
 
-def _ports(uow: UnitOfWork, plan: _Plan) -> dict[str, int]:
+def _ports(batch: Batch, plan: _Plan) -> dict[str, int]:
+    """A block of control ports per new sliver, free on its host. What each host has taken
+    is read once and kept by the engine (dropped when another writer changes the host's
+    bookings, as every writer of slivers does)."""
     drop = {r.id for r in plan.drop}
-    taken: dict[str, set[int]] = {}
-    for row in uow.aggregate.slivers.live(utcnow()):
-        if row.id not in drop:
-            taken.setdefault(row.node_id, set()).add(row.plan["control"]["first_port"])
+    kept: dict[str, set[int]] = batch.kept.setdefault(PORTS, {})
+    hosts = {plan.placement[n.client_id] for n in plan.topology.nodes
+             if n.client_id not in plan.keep}
+    missing = hosts - kept.keys() if not drop else hosts
+    for host in missing:
+        kept[host] = set()
+    for sliver_id, node_id, port in batch.uow.aggregate.slivers.ports_on(missing, utcnow()):
+        if sliver_id not in drop:
+            kept[node_id].add(port)
     ports = {c: r.plan["control"]["first_port"] for c, r in plan.keep.items()}
     for node in plan.topology.nodes:
         if node.client_id not in ports:
             host = plan.placement[node.client_id]
-            ports[node.client_id] = allocate_ports(taken.setdefault(host, set()))
-            taken[host].add(ports[node.client_id])
+            ports[node.client_id] = allocate_ports(kept[host])
+            kept[host].add(ports[node.client_id])
     return ports
 
 
-def _ssh_keys(uow: UnitOfWork, item: Slice) -> tuple[str, ...]:
-    keys = []
+def _ssh_keys(batch: Batch, item: Slice) -> tuple[str, ...]:
+    """The slice members' public keys (each member's read once per batch)."""
+    keys: list[str] = []
     for member in sorted(item.members):
-        keys += [k.public_key for k in uow.keys.list(member, limit=10_000, offset=0).items]
+        memo = f"keys:{member}"
+        if memo not in batch.memo:
+            found = batch.uow.keys.list(member, limit=10_000, offset=0).items
+            batch.memo[memo] = [k.public_key for k in found]
+        keys += batch.memo[memo]
     return tuple(keys)
 
 
@@ -284,11 +368,11 @@ def _new_ids(plan: _Plan) -> dict[str, str]:
     return ids
 
 
-def _write_slivers(uow: UnitOfWork, ctx: AggregateContext, plan: _Plan,
-                   links: list[LinkRow]) -> list[SliverRow]:
-    ids = plan.ids
-    ifaces, ports, keys = _interfaces(links, ids), _ports(uow, plan), _ssh_keys(uow, plan.slice)
-    rows = []
+def _write_slivers(batch: Batch, ctx: AggregateContext, plan: _Plan,
+                   links: list[LinkRow], *, defer: bool) -> list[SliverRow]:
+    uow, ids = batch.uow, plan.ids
+    ifaces, ports, keys = _interfaces(links, ids), _ports(batch, plan), _ssh_keys(batch, plan.slice)
+    rows, added = [], []
     for node in plan.topology.nodes:
         cid = node.client_id
         sp = _sliver_plan(ctx, plan, node, sliver_id=ids[cid], first_port=ports[cid], keys=keys,
@@ -308,34 +392,57 @@ def _write_slivers(uow: UnitOfWork, ctx: AggregateContext, plan: _Plan,
         rows.append(SliverRow(ids[cid], _sid(plan.slice), plan.slice.project, plan.slice.name,
                               sp.node_id, cid, _request_json(node), pj,
                               plan.state.allocation.value, plan.state.operational.value))
-        uow.aggregate.slivers.add(rows[-1], created=utcnow())
+        added.append(rows[-1])
+    if defer:
+        batch.defer(added)
+    else:
+        uow.aggregate.slivers.add_many(added, created=utcnow())
     return rows
 
 
-def _write_links(uow: UnitOfWork, slice_id: int, links: list[LinkRow],
-                 ids: Mapping[str, str]) -> None:
-    old = {lk.id for lk in uow.aggregate.links.of_slice(slice_id)}
+def _write_links(batch: Batch, existing: list[LinkRow], links: list[LinkRow],
+                 ids: Mapping[str, str], *, defer: bool) -> list[LinkRow]:
+    """Write ``links`` (dropping the slice's other links); return them as written."""
+    uow, old = batch.uow, {lk.id for lk in existing}
     uow.aggregate.links.delete(old - {lk.id for lk in links})
-    for link in links:
-        row = replace(link, sliver_ids=tuple(ids[n] for n in link.request["nodes"]))
-        if link.id in old:
+    rows = [replace(link, sliver_ids=tuple(ids[n] for n in link.request["nodes"]))
+            for link in links]
+    for row in rows:
+        if row.id in old:
             uow.aggregate.links.save(row)
-        else:
-            uow.aggregate.links.add(row)
+    new = [r for r in rows if r.id not in old]
+    if defer:
+        batch.defer(new)
+    else:
+        uow.aggregate.links.add_many(new)
+    return rows
 
 
-def write_topology(uow: UnitOfWork, ctx: AggregateContext, item: Slice, topology: Topology,
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What :func:`write_topology` wrote: the slice's slivers, the nodes whose desired state
+    may change, and the new lease (None when every node was kept)."""
+
+    rows: list[SliverRow]
+    touched: set[str]
+    lease: LeaseRow | None
+    links: tuple[LinkRow, ...] = ()
+
+
+def write_topology(batch: Batch, ctx: AggregateContext, item: Slice, topology: Topology,
                    *, state: SliverState, window: Window | None = None,
-                   additive: bool = False) -> tuple[list[SliverRow], set[str]]:
-    """Book and write ``topology`` for slice ``item`` (not committed).
+                   additive: bool = False) -> Written:
+    """Book and write ``topology`` for slice ``item`` in an allocation engine's batch.
 
     Declarative unless ``additive`` (then the slice must hold none of its nodes yet and keeps
-    what it has). New slivers are written in ``state``; returns the slice's slivers and the
-    nodes whose desired state may change.
+    what it has; its rows are then written when the batch commits, see :meth:`Batch.defer`).
+    New slivers are written in ``state``. The engine rewrites the free-node index of every
+    host whose bookings changed.
     """
+    uow = batch.uow
     for node in topology.nodes:
         sliver_hostname(node.client_id, item.name, item.project, ctx.domain)
-    existing = uow.aggregate.slivers.of_slice(_sid(item))
+    existing = batch.slivers_of(_sid(item))
     if additive and existing:
         raise Conflict(f"slice {item.project}/{item.name} holds slivers already "
                        f"({', '.join(r.client_id for r in existing)}); delete them first or "
@@ -343,18 +450,22 @@ def write_topology(uow: UnitOfWork, ctx: AggregateContext, item: Slice, topology
     keep, drop = _split(existing, topology)
     plan = _Plan(item, topology, keep, drop, {}, state=state)
     plan.ids = _new_ids(plan)
-    uow.leases.leases.release_slivers([r.id for r in drop])
-    plan.placement = _place(uow, plan, window=window, now=utcnow(),
+    if drop:
+        uow.leases.leases.release_slivers([r.id for r in drop])
+        batch.note_changes()
+    plan.placement = _place(batch, plan, window=window,
                             provision=state.allocation is AllocationState.PROVISIONED)
-    links = _links(uow, plan)
+    old_links = uow.aggregate.links.of_slice(_sid(item)) if existing else []
+    links = _links(batch, plan, old_links)
     uow.aggregate.slivers.delete([r.id for r in drop])
-    uow.aggregate.links.delete([lk.id for lk in uow.aggregate.links.of_slice(_sid(item))
+    uow.aggregate.links.delete([lk.id for lk in old_links
                                 if lk.id not in {x.id for x in links}])
-    rows = _write_slivers(uow, ctx, plan, links)
-    _write_links(uow, _sid(item), links, {r.client_id: r.id for r in rows})
+    rows = _write_slivers(batch, ctx, plan, links, defer=additive)
+    written = _write_links(batch, old_links, links, {r.client_id: r.id for r in rows},
+                           defer=additive)
     touched = {r.node_id for r in existing} | {r.node_id for r in rows}
-    index_nodes(uow, touched)
-    return rows, touched
+    return Written(rows, touched, plan.lease,
+                   tuple(sorted(written, key=lambda lk: lk.client_id)))
 
 
 def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: str,
@@ -362,12 +473,17 @@ def apply_topology(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, proje
     """Make slice ``project/name`` hold exactly the topology ``data``; return its slivers.
 
     New slivers are allocated, provisioned and started at once, in a lease from now to the end
-    of the slice's current lease (or to the slice's expiry).
+    of the slice's current lease (or to the slice's expiry). The allocation engine
+    (:mod:`slicelab.services.booking`) writes it.
     """
     item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
-    rows, touched = write_topology(uow, ctx, item, parse_topology(data), state=_STARTED)
-    changed = refresh_desired(uow, ctx, touched)
-    uow.commit()
+    topology = parse_topology(data)
+
+    def job(batch: Batch) -> tuple[list[SliverRow], list[str]]:
+        written = write_topology(batch, ctx, item, topology, state=_STARTED)
+        return written.rows, refresh_desired(batch.uow, ctx, written.touched)
+
+    rows, changed = engine_for(uow).run_for(uow, job, slices=[_sid(item)])
     ctx.notify(changed)
     return rows
 
@@ -377,6 +493,7 @@ def release_slice(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, projec
     """Remove every sliver and link of the slice and end its leases; their nodes then tear
     them down."""
     item = slice_for(uow, caller, OP.SLICE_APPLY, project, name)
+    uow.leases.changes.lock()
     existing = uow.aggregate.slivers.of_slice(_sid(item))
     uow.leases.leases.release_slivers([r.id for r in existing])
     for lease in uow.leases.leases.of_slice(_sid(item)):

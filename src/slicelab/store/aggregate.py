@@ -4,7 +4,7 @@ links and node commands. :class:`AggregateStore` binds them all to one connectio
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -246,6 +246,16 @@ class SliverRepository(Repository):
                 id=row.id, slice_id=row.slice_id, client_id=row.client_id, created=created,
                 **values))
 
+    def add_many(self, rows: Sequence[SliverRow], *, created: datetime) -> None:
+        """Insert several slivers with one statement."""
+        if not rows:
+            return
+        values = [{"id": r.id, "slice_id": r.slice_id, "client_id": r.client_id,
+                   "created": created, **{f: getattr(r, f) for f in _SLIVER_FIELDS}}
+                  for r in rows]
+        with self.unique_batch(f"sliver {rows[0].client_id!r}", field="client_id"):
+            self.connection.execute(slivers.insert(), values)
+
     def save(self, row: SliverRow) -> None:
         values = {f: getattr(row, f) for f in _SLIVER_FIELDS}
         self.connection.execute(update(slivers).where(slivers.c.id == row.id).values(**values))
@@ -258,10 +268,27 @@ class SliverRepository(Repository):
         query = _sliver_query().where(slivers.c.slice_id == slice_id)
         return [_sliver(r) for r in self.connection.execute(query)]
 
+    def of_slices(self, slice_ids: Collection[int]) -> list[SliverRow]:
+        if not slice_ids:
+            return []
+        query = _sliver_query().where(slivers.c.slice_id.in_(sorted(slice_ids)))
+        return [_sliver(r) for r in self.connection.execute(query)]
+
     def live(self, now: datetime) -> list[SliverRow]:
         """Slivers of every slice that has not expired."""
         query = _sliver_query().where(slices.c.expires > now)
         return [_sliver(r) for r in self.connection.execute(query)]
+
+    def ports_on(self, node_ids: Collection[str], now: datetime) -> list[tuple[str, str, int]]:
+        """``(sliver id, node id, first control port)`` of the slivers on ``node_ids`` (those
+        of expired slices too, until they are removed)."""
+        del now
+        if not node_ids:
+            return []
+        query = select(slivers.c.id, slivers.c.node_id, slivers.c.plan).where(
+            slivers.c.node_id.in_(sorted(node_ids)))
+        return [(r[0], r[1], int(r[2]["control"]["first_port"]))
+                for r in self.connection.execute(query)]
 
     def by_ids(self, sliver_ids: Collection[str]) -> list[SliverRow]:
         if not sliver_ids:
@@ -296,6 +323,22 @@ class LinkRepository(Repository):
                 id=row.id, slice_id=row.slice_id, client_id=row.client_id, vni=row.vni,
                 subnet=row.subnet, capacity_mbps=row.capacity_mbps, request=row.request,
                 sliver_ids=list(row.sliver_ids), state=row.state, error=row.error))
+
+    def add_many(self, rows: Sequence[LinkRow]) -> None:
+        """Insert several links with one statement."""
+        if not rows:
+            return
+        values = [{"id": r.id, "slice_id": r.slice_id, "client_id": r.client_id, "vni": r.vni,
+                   "subnet": r.subnet, "capacity_mbps": r.capacity_mbps, "request": r.request,
+                   "sliver_ids": list(r.sliver_ids), "state": r.state, "error": r.error}
+                  for r in rows]
+        with self.unique_batch(f"link {rows[0].client_id!r}", field="links"):
+            self.connection.execute(slice_links.insert(), values)
+
+    def used(self) -> list[tuple[int, int, str]]:
+        """``(slice id, vni, subnet)`` of every link."""
+        query = select(slice_links.c.slice_id, slice_links.c.vni, slice_links.c.subnet)
+        return [(r[0], r[1], r[2]) for r in self.connection.execute(query)]
 
     def save(self, row: LinkRow) -> None:
         self.connection.execute(update(slice_links).where(slice_links.c.id == row.id).values(

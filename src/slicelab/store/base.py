@@ -40,6 +40,16 @@ class Repository:
         except IntegrityError:
             raise Conflict(f"{what} exists already", field=field) from None
 
+    @contextmanager
+    def unique_batch(self, what: str, *, field: str = "name") -> Iterator[None]:
+        """:meth:`unique` without its savepoint, for inserts whose caller rolls back to a
+        savepoint of its own on failure (a PostgreSQL transaction is unusable after the
+        error until then)."""
+        try:
+            yield
+        except IntegrityError:
+            raise Conflict(f"{what} exists already", field=field) from None
+
     def count(self, query: Select[tuple[object, ...]]) -> int:
         subquery = query.order_by(None).subquery()
         return int(self.connection.execute(select(func.count()).select_from(subquery))

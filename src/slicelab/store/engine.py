@@ -12,6 +12,11 @@ __all__ = ["BUSY_TIMEOUT_MS", "READ_ONLY", "make_engine"]
 
 BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "slicelab_read_only"  # execution option: begin without the SQLite write lock
+# Connections kept per engine: one per request thread (the web server's thread pool holds
+# 40), and the allocation engine's thread must not wait behind them for one. SQLite's are
+# cheap; PostgreSQL's are server processes, so fewer are kept and more made on demand.
+SQLITE_POOL = 64
+PG_POOL = 20
 
 
 def make_engine(url: str, *, schema: str | None = None) -> Engine:
@@ -20,14 +25,16 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite(url, parsed.database)
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args,
+                         pool_size=PG_POOL, max_overflow=PG_POOL)
 
 
 def _sqlite(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
-                                              "check_same_thread": False})
+                                              "check_same_thread": False},
+                           pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL)
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
     return engine

@@ -65,6 +65,8 @@ class InventoryRepository(Repository):
         """Replace the index rows of these nodes (insert when new)."""
         if not rows:
             return
+        rows = sorted(rows, key=lambda r: r.node_id)
+        self._lock(rows)
         ids = [r.node_id for r in rows]
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
@@ -80,6 +82,8 @@ class InventoryRepository(Repository):
         """Update what is free of nodes already in the index (one statement per table)."""
         if not rows:
             return
+        rows = sorted(rows, key=lambda r: r.node_id)
+        self._lock(rows)
         if self.connection.dialect.name == "postgresql":
             self._set_free_pg(rows)
             return
@@ -98,6 +102,13 @@ class InventoryRepository(Repository):
                 update(node_devices).where(nd.node_id == bindparam("k_id"),
                                            nd.device == bindparam("k_dev"))
                 .values(free=bindparam("k_free")), devices)
+
+    def _lock(self, rows: Sequence[CapacityRow]) -> None:
+        """Lock the index rows in id order before changing them (PostgreSQL): two transactions
+        that rewrite the same nodes then queue instead of deadlocking on a different order."""
+        if self.connection.dialect.name != "postgresql":
+            return
+        self.connection.execute(_PG_LOCK_INDEX, {"ids": [r.node_id for r in rows]}).all()
 
     def _set_free_pg(self, rows: Sequence[CapacityRow]) -> None:
         """One ``UPDATE ... FROM unnest(...)`` per table, the rows as arrays."""
@@ -159,6 +170,10 @@ class InventoryRepository(Repository):
     def site_ids(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.connection.execute(select(sites.c.name, sites.c.id))}
 
+
+_PG_LOCK_INDEX = text(
+    "SELECT node_id FROM node_capacity WHERE node_id = ANY(CAST(:ids AS text[])) "
+    "ORDER BY node_id FOR UPDATE")
 
 _PG_FREE = text(
     "UPDATE node_capacity AS c SET free_cpu_milli = v.cpu, free_memory_mib = v.mem, "

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     select,
     text,
     update,
@@ -45,10 +47,17 @@ from .types import UTCDateTime
 __all__ = [
     "LeaseRepository",
     "LeaseRow",
+    "BOOKINGS_CHANGED",
+    "LINK_CHANGED",
+    "NODE_CHANGED",
+    "Change",
+    "ChangeLog",
     "LeaseStore",
     "QuotaRepository",
     "SiteLimitRepository",
     "SitePolicy",
+    "booking_changes",
+    "booking_epoch",
     "bookings",
     "leases",
     "project_quotas",
@@ -90,6 +99,20 @@ bookings = Table(
     Column("exclusive", Boolean, nullable=False),
     Column("uplink_mbps", Integer, nullable=False),
     Index("ix_bookings_node_window", "node_id", "end", "start"),
+)
+
+booking_epoch = Table(
+    "booking_epoch", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("pruned", BigInteger, nullable=False),
+)
+
+booking_changes = Table(
+    "booking_changes", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("node_id", String(ID), nullable=False),
+    Column("kind", String(1), nullable=False),
 )
 
 project_quotas = Table(
@@ -428,10 +451,58 @@ def _policy(row: Any) -> SitePolicy:
     return SitePolicy(limits, bool(row.one_sliver_per_slice_per_node))
 
 
+NODE_CHANGED = "n"  # booking_changes.kind: the node itself changed
+LINK_CHANGED = "l"  # a link was added or removed (node_id holds the link's id)
+BOOKINGS_CHANGED = "b"  # the node's bookings changed
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: int
+    node_id: str
+    kind: str
+
+
+class ChangeLog(Repository):
+    """The booking change log (migration ``0005``): triggers write a row, under the epoch
+    lock, for every change to a node's bookings or to the node itself."""
+
+    def lock(self) -> int:
+        """Take the booking lock until the transaction ends (PostgreSQL; SQLite's write
+        transactions are exclusive); return the highest change id pruned so far. Every writer
+        of bookings takes it before any other lock, so writers never deadlock on it."""
+        query = select(booking_epoch.c.pruned).where(booking_epoch.c.id == 1)
+        if self.connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return int(self.connection.execute(query).scalar_one())
+
+    def since(self, after: int) -> list[Change]:
+        query = (select(booking_changes).where(booking_changes.c.id > after)
+                 .order_by(booking_changes.c.id))
+        return [Change(r.id, r.node_id, r.kind) for r in self.connection.execute(query)]
+
+    def last(self) -> int:
+        query = select(func.max(booking_changes.c.id))
+        return int(self.connection.execute(query).scalar_one() or 0)
+
+    def prune(self, *, keep: int) -> int:
+        """Forget all but the newest ``keep`` changes (with the lock held); return how many
+        went. A reader behind the pruned point reloads everything."""
+        upto = self.last() - keep
+        if upto <= 0:
+            return 0
+        done = self.connection.execute(delete(booking_changes)
+                                       .where(booking_changes.c.id <= upto))
+        self.connection.execute(update(booking_epoch).where(booking_epoch.c.id == 1)
+                                .values(pruned=upto))
+        return int(done.rowcount or 0)
+
+
 class LeaseStore:
     """The lease, quota and site-limit repositories on one connection (a unit of work's)."""
 
     def __init__(self, connection: Connection) -> None:
+        self.changes = ChangeLog(connection)
         self.leases = LeaseRepository(connection)
         self.quotas = QuotaRepository(connection)
         self.site_limits = SiteLimitRepository(connection)

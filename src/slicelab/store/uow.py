@@ -17,8 +17,10 @@ the database is only busy, never stuck.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
@@ -52,6 +54,10 @@ def _writer_lock(engine: Engine) -> FairLock | None:
         if lock is None:
             lock = _WRITERS[engine] = FairLock()
         return lock
+
+
+_REPOSITORIES = ("members", "keys", "tokens", "projects", "slices", "audit", "aggregate",
+                 "inventory", "heartbeats", "leases")
 
 
 class UnitOfWork:
@@ -101,7 +107,8 @@ class UnitOfWork:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._connection is not None and self._transaction is not None
+        if self._connection is None or self._transaction is None:
+            return  # idle and not used since: nothing is held
         try:
             if self._transaction.is_active:
                 self._transaction.rollback()
@@ -109,15 +116,54 @@ class UnitOfWork:
             self._connection.close()
             self._release()
 
-    def commit(self) -> None:
-        """Keep everything done so far; later work starts a new transaction."""
+    @property
+    def bind(self) -> Engine:
+        """The database engine this unit of work runs on."""
+        return self._engine
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """Commit what was done so far and give the connection (and on SQLite this process's
+        writer queue) back while the block runs: for waiting on work another thread does in
+        the same database. The next use of the unit of work begins a new transaction; a unit
+        of work not used again costs nothing more."""
+        assert self._connection is not None and self._transaction is not None
+        if self.read_only:
+            self._transaction.rollback()
+        else:
+            self._transaction.commit()
+        self._connection.close()
+        self._connection = self._transaction = None
+        self._release()
+        for name in _REPOSITORIES:
+            self.__dict__.pop(name, None)
+        yield
+
+    def _resume(self) -> None:
+        if self._connection is None:
+            self.__enter__()
+
+    def __getattr__(self, name: str) -> Any:
+        """A repository of an idle unit of work: begin again, then hand it out."""
+        if name in _REPOSITORIES and self.__dict__.get("_engine") is not None \
+                and self.__dict__.get("_connection") is None:
+            self._resume()
+            return self.__dict__[name]
+        raise AttributeError(name)
+
+    def commit(self, *, again: bool = True) -> None:
+        """Keep everything done so far; later work starts a new transaction (unless not
+        ``again``: then the unit of work is done)."""
+        self._resume()
         assert self._connection is not None and self._transaction is not None
         if self.read_only:
             raise SlicelabError("a read-only unit of work cannot commit")
         self._transaction.commit()
-        self._transaction = self._connection.begin()
+        if again:
+            self._transaction = self._connection.begin()
 
     def rollback(self) -> None:
+        self._resume()
         assert self._connection is not None and self._transaction is not None
         self._transaction.rollback()
         self._transaction = self._connection.begin()
@@ -126,6 +172,7 @@ class UnitOfWork:
     def savepoint(self) -> NestedTransaction:
         """A savepoint: its ``rollback()`` undoes what was done since (and on PostgreSQL
         lets go of the row locks taken since); its ``commit()`` keeps it in the transaction."""
+        self._resume()
         assert self._connection is not None and self._transaction is not None
         return self._connection.begin_nested()
 

@@ -61,6 +61,17 @@ class FakeRuntime:
             self.ledger.owned.add(f"sliver:{spec.sliver_id}")
         return self._status(spec.sliver_id)
 
+    def ensure_slivers(self, specs: Sequence[SliverSpec]) -> list[SliverStatus]:
+        return [self.ensure_sliver(spec) for spec in specs]
+
+    def remove_slivers(self, sliver_ids: Sequence[str]) -> None:
+        for sliver_id in sliver_ids:
+            self.remove_sliver(sliver_id)
+
+    def remove_links(self, link_ids: Sequence[str]) -> None:
+        for link_id in link_ids:
+            self.remove_link(link_id)
+
     def remove_sliver(self, sliver_id: str) -> None:
         self.calls.append(("remove_sliver", sliver_id))
         self.slivers.pop(sliver_id, None)

@@ -8,26 +8,14 @@ import tarfile
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aggregate_fakes import AGENT, API, FakeAgent, boot, enroll, enrollment_token, make_site
-from fastapi import FastAPI
 
-from slicelab.api.app import create_app
 from slicelab.domain.roles import Caller
 from slicelab.identity.nodekey import new_nonce
 from slicelab.services.sites import create_enrollment
-from slicelab.settings import Settings
 from slicelab.store.uow import UnitOfWorkFactory
-
-
-@pytest.fixture
-def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    return create_app(settings, uow_factory=uow_factory)
 
 
 def test_enrollment_token_is_one_time(client: Any, admin: dict[str, str]) -> None:
@@ -46,8 +34,9 @@ def test_enrollment_token_is_one_time(client: Any, admin: dict[str, str]) -> Non
     assert out["node_key"] not in listed.text and "key" not in listed.json()[0]
 
 
-def test_expired_and_unknown_tokens_are_refused(client: Any, admin: dict[str, str],
-                                                uow_factory: UnitOfWorkFactory) -> None:
+def test_expired_and_unknown_tokens_are_refused(
+    client: Any, admin: dict[str, str], uow_factory: UnitOfWorkFactory
+) -> None:
     make_site(client, admin)
     with uow_factory() as uow:
         root = Caller(member=uow.members.get("root"))
@@ -56,14 +45,17 @@ def test_expired_and_unknown_tokens_are_refused(client: Any, admin: dict[str, st
         r = client.post(f"{AGENT}/enroll", json={"token": candidate, "hostname": "h"})
         assert r.status_code == 401
         assert r.headers["content-type"].startswith("application/problem+json")
-    assert "expired" in client.post(f"{AGENT}/enroll",
-                                    json={"token": token, "hostname": "h"}).json()["detail"]
+    assert (
+        "expired"
+        in client.post(f"{AGENT}/enroll", json={"token": token, "hostname": "h"}).json()["detail"]
+    )
 
 
 def test_only_operators_enroll(client: Any, admin: dict[str, str]) -> None:
     make_site(client, admin)
-    r = client.post(f"{API}/members", headers=admin,
-                    json={"name": "bob", "email": "bob@example.org"})
+    r = client.post(
+        f"{API}/members", headers=admin, json={"name": "bob", "email": "bob@example.org"}
+    )
     bob = {"Authorization": f"Bearer {r.json()['token']}"}
     assert client.post(f"{API}/sites/lab/enrollments", headers=bob).status_code == 403
     assert client.post(f"{API}/sites", headers=bob, json={"name": "x"}).status_code == 403
@@ -75,8 +67,7 @@ def _failures(client: Any, admin: dict[str, str], name: str) -> tuple[int, str]:
     return node["auth_failures"], node["boot_state"]
 
 
-def test_signed_requests_accepted_and_bad_ones_counted(client: Any,
-                                                       admin: dict[str, str]) -> None:
+def test_signed_requests_accepted_and_bad_ones_counted(client: Any, admin: dict[str, str]) -> None:
     make_site(client, admin)
     agent = enroll(client, admin, "host1", host_ip="172.31.250.2")
     boot(agent, host_ip="172.31.250.2")
@@ -111,8 +102,9 @@ def test_repeated_failures_put_the_node_into_debug(client: Any, admin: dict[str,
     assert bad.status_code == 409
 
 
-def _change_seen(client: Any, admin: dict[str, str], agent: Any, generation: int,
-                 state: str) -> tuple[float, int]:
+def _change_seen(
+    client: Any, admin: dict[str, str], agent: Any, generation: int, state: str
+) -> tuple[float, int]:
     """Move host1 to ``state`` while a long-poll waits; (seconds from the change's answer to
     the poll's, the new generation)."""
     result: dict[str, Any] = {}
@@ -146,14 +138,16 @@ def test_long_poll_answers_within_100_ms_of_a_change(client: Any, admin: dict[st
     for state in ("boot", "disabled", "boot", "disabled", "boot"):
         latency, generation = _change_seen(client, admin, agent, generation, state)
         latencies.append(latency)
-    print("long-poll latency after a change (ms): "
-          + ", ".join(f"{x * 1000:.1f}" for x in latencies))
+    print(
+        "long-poll latency after a change (ms): " + ", ".join(f"{x * 1000:.1f}" for x in latencies)
+    )
     assert statistics.median(latencies) < 0.1
     assert max(latencies) < 1.0
 
 
-def test_images_are_built_listed_and_served_to_signed_nodes(client: Any,
-                                                           admin: dict[str, str]) -> None:
+def test_images_are_built_listed_and_served_to_signed_nodes(
+    client: Any, admin: dict[str, str]
+) -> None:
     built = client.post(f"{API}/images/minimal/build", headers=admin)
     assert built.status_code == 201, built.text
     assert built.json()["name"] == "minimal" and built.json()["files"] > 3

@@ -9,26 +9,15 @@ from typing import Any
 
 import pytest
 from aggregate_fakes import FakeAgent, boot, enroll
-from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from slicelab.api.app import create_app
-from slicelab.cli import access, session
+from slicelab.cli import access
 from slicelab.cli.main import app as cli
 from slicelab.identity.nodekey import decode_key
 from slicelab.sdk import Client
-from slicelab.settings import Settings
-from slicelab.store.uow import UnitOfWorkFactory
 
 runner = CliRunner()
 URL = "http://testserver"
-
-
-@pytest.fixture
-def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    return create_app(settings, uow_factory=uow_factory)
 
 
 @pytest.fixture
@@ -38,16 +27,6 @@ def sdk(client: Any, admin: dict[str, str]) -> Iterator[Client]:
         yield sl
 
 
-@pytest.fixture
-def cli_env(client: Any, admin: dict[str, str], tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv(session.ENV_URL, URL)
-    monkeypatch.setenv(session.ENV_TOKEN, admin["Authorization"].removeprefix("Bearer "))
-    with session.use_transport(client._transport):
-        yield
-
-
 def _answer_commands(agent: FakeAgent, stop: threading.Event) -> None:
     after = 0
     while not stop.is_set():
@@ -55,26 +34,42 @@ def _answer_commands(agent: FakeAgent, stop: threading.Event) -> None:
         if r.status_code == 200:
             after = r.json()["generation"]
             for command in r.json()["commands"]:
-                agent.post(f"/agent/v1/commands/{command['id']}/result",
-                           {"exit_code": 7, "stdout": "out:" + " ".join(command["argv"]),
-                            "stderr": "err"})
+                agent.post(
+                    f"/agent/v1/commands/{command['id']}/result",
+                    {"exit_code": 7, "stdout": "out:" + " ".join(command["argv"]), "stderr": "err"},
+                )
 
 
 def _ready(agent: FakeAgent, port: int) -> None:
     doc = agent.desired().json()
-    slivers = [{"sliver_id": s["sliver_id"], "state": "ready", "error": None,
-                "ssh": {"host": "172.31.250.2", "port": port}} for s in doc["slivers"]]
-    assert agent.report(doc["generation"], host_ip="172.31.250.2",
-                        slivers=slivers).status_code == 204
+    slivers = [
+        {
+            "sliver_id": s["sliver_id"],
+            "state": "ready",
+            "error": None,
+            "ssh": {"host": "172.31.250.2", "port": port},
+        }
+        for s in doc["slivers"]
+    ]
+    assert (
+        agent.report(doc["generation"], host_ip="172.31.250.2", slivers=slivers).status_code == 204
+    )
 
 
-def test_sdk_builds_submits_waits_and_execs(client: Any, admin: dict[str, str],
-                                            sdk: Client) -> None:
+def test_sdk_builds_submits_waits_and_execs(
+    client: Any, admin: dict[str, str], sdk: Client
+) -> None:
     sdk.create_site("lab")
     assert [s.name for s in sdk.sites()] == ["lab"]
     enrollment = sdk.enroll_node("lab", name="host1")
-    r = client.post("/agent/v1/enroll", json={"token": enrollment.token, "hostname": "x",
-                                              "inventory": {"cores": 4, "memory_mib": 4096}})
+    r = client.post(
+        "/agent/v1/enroll",
+        json={
+            "token": enrollment.token,
+            "hostname": "x",
+            "inventory": {"cores": 4, "memory_mib": 4096},
+        },
+    )
     out = r.json()
     agent = FakeAgent(client, out["node_id"], decode_key(out["node_key"]), out["node_name"])
     boot(agent, host_ip="172.31.250.2", cores=4)
@@ -90,8 +85,9 @@ def test_sdk_builds_submits_waits_and_execs(client: Any, admin: dict[str, str],
     assert not submitted.settled
     _ready(agent, 20000)
     seen: list[int] = []
-    final = handle.wait(timeout=5, interval=0.05,
-                        on_progress=lambda st: seen.append(len(st.slivers)))
+    final = handle.wait(
+        timeout=5, interval=0.05, on_progress=lambda st: seen.append(len(st.slivers))
+    )
     assert final.settled and seen and final.sliver("n1").ssh_command
     stop = threading.Event()
     answering = threading.Thread(target=_answer_commands, args=(agent, stop))
@@ -106,9 +102,13 @@ def test_sdk_builds_submits_waits_and_execs(client: Any, admin: dict[str, str],
     assert sdk.slice_status("p/s").slivers == ()
 
 
-def test_cli_sites_nodes_slices_exec_and_ssh(client: Any, admin: dict[str, str],
-                                             cli_env: None, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_sites_nodes_slices_exec_and_ssh(
+    client: Any,
+    admin: dict[str, str],
+    cli_login: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert runner.invoke(cli, ["site", "create", "lab"]).exit_code == 0
     made = runner.invoke(cli, ["node", "enroll", "--site", "lab", "--name", "host9"])
     assert made.exit_code == 0, made.stderr

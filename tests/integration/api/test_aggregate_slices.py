@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aggregate_fakes import API, FakeAgent, boot, enroll, make_site
-from fastapi import FastAPI
 
 from slicelab.api.agent import slices as slice_routes
-from slicelab.api.app import create_app
-from slicelab.settings import Settings
-from slicelab.store.uow import UnitOfWorkFactory
 
 TOPOLOGY = {
     "nodes": [{"name": "n1", "cores": 2, "memory": 256}, {"name": "n2", "cores": 2}],
     "links": [{"name": "l1", "members": ["n1:10.10.1.1/24", "n2"], "capacity": 100}],
 }
 IPS = {"host1": "172.31.250.2", "host2": "172.31.250.3"}
-
-
-@pytest.fixture
-def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    return create_app(settings, uow_factory=uow_factory)
 
 
 @pytest.fixture
@@ -50,7 +38,8 @@ def _doc(agent: FakeAgent) -> dict[str, Any]:
 
 
 def test_apply_puts_each_sliver_on_its_node_with_the_link_between(
-        client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]) -> None:
+    client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]
+) -> None:
     r = client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=TOPOLOGY)
     assert r.status_code == 200, r.text
     status = {s["client_id"]: s for s in r.json()["slivers"]}
@@ -75,7 +64,8 @@ def test_apply_puts_each_sliver_on_its_node_with_the_link_between(
 
 
 def test_reapply_keeps_slivers_and_release_empties_the_nodes(
-        client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]) -> None:
+    client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]
+) -> None:
     client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=TOPOLOGY)
     first = _doc(testbed["host1"][0])
     again = client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=TOPOLOGY)
@@ -92,15 +82,22 @@ def test_reapply_keeps_slivers_and_release_empties_the_nodes(
     assert emptied["generation"] == first["generation"] + 1
 
 
-def test_reports_show_up_in_status(client: Any, admin: dict[str, str],
-                                   testbed: dict[str, tuple[FakeAgent, int]]) -> None:
+def test_reports_show_up_in_status(
+    client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]
+) -> None:
     client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=TOPOLOGY)
     agent, _ = testbed["host1"]
     doc = _doc(agent)
-    sliver = {"sliver_id": doc["slivers"][0]["sliver_id"], "state": "ready", "error": None,
-              "control_ip": "10.200.0.5", "ssh": {"host": IPS["host1"], "port": 20000}}
-    assert agent.report(doc["generation"], host_ip=IPS["host1"],
-                        slivers=[sliver]).status_code == 204
+    sliver = {
+        "sliver_id": doc["slivers"][0]["sliver_id"],
+        "state": "ready",
+        "error": None,
+        "control_ip": "10.200.0.5",
+        "ssh": {"host": IPS["host1"], "port": 20000},
+    }
+    assert (
+        agent.report(doc["generation"], host_ip=IPS["host1"], slivers=[sliver]).status_code == 204
+    )
     status = client.get(f"{API}/projects/p/slices/s/status", headers=admin).json()
     n1 = next(s for s in status["slivers"] if s["client_id"] == "n1")
     assert n1["state"] == "ready" and n1["operational_state"] == "geni_ready"
@@ -109,8 +106,9 @@ def test_reports_show_up_in_status(client: Any, admin: dict[str, str],
     assert n2["state"] is None and n2["ssh"] is None
 
 
-def test_bad_topologies_are_refused_with_the_field(client: Any, admin: dict[str, str],
-                                                   testbed: dict[str, Any]) -> None:
+def test_bad_topologies_are_refused_with_the_field(
+    client: Any, admin: dict[str, str], testbed: dict[str, Any]
+) -> None:
     url = f"{API}/projects/p/slices/s/topology"
     bad = {"nodes": [{"name": "n1"}], "links": [{"name": "l1", "members": ["n1", "zz"]}]}
     r = client.put(url, headers=admin, json=bad)
@@ -128,20 +126,26 @@ def _agent_answers(agent: FakeAgent, after: int, stop: threading.Event) -> None:
         after = doc["generation"]
         for command in doc["commands"]:
             out = " ".join(command["argv"][1:])
-            agent.post(f"/agent/v1/commands/{command['id']}/result",
-                       {"exit_code": 3, "stdout": out + "\n", "stderr": ""})
+            agent.post(
+                f"/agent/v1/commands/{command['id']}/result",
+                {"exit_code": 3, "stdout": out + "\n", "stderr": ""},
+            )
 
 
-def test_exec_is_relayed_through_the_agent(client: Any, admin: dict[str, str],
-                                           testbed: dict[str, tuple[FakeAgent, int]]) -> None:
+def test_exec_is_relayed_through_the_agent(
+    client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]
+) -> None:
     client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=TOPOLOGY)
     agent, _ = testbed["host2"]
     stop = threading.Event()
     answering = threading.Thread(target=_agent_answers, args=(agent, 0, stop))
     answering.start()
     try:
-        r = client.post(f"{API}/projects/p/slices/s/slivers/n2/exec", headers=admin,
-                        json={"argv": ["echo", "hello", "there"], "timeout": 5})
+        r = client.post(
+            f"{API}/projects/p/slices/s/slivers/n2/exec",
+            headers=admin,
+            json={"argv": ["echo", "hello", "there"], "timeout": 5},
+        )
     finally:
         stop.set()
         answering.join(10)
@@ -150,26 +154,37 @@ def test_exec_is_relayed_through_the_agent(client: Any, admin: dict[str, str],
     assert _doc(agent)["commands"] == []
 
 
-def test_exec_without_an_agent_times_out(client: Any, admin: dict[str, str],
-                                         testbed: dict[str, tuple[FakeAgent, int]],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exec_without_an_agent_times_out(
+    client: Any,
+    admin: dict[str, str],
+    testbed: dict[str, tuple[FakeAgent, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(slice_routes, "EXEC_GRACE", 0.1)
     client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=TOPOLOGY)
-    r = client.post(f"{API}/projects/p/slices/s/slivers/n1/exec", headers=admin,
-                    json={"argv": ["sleep", "9"], "timeout": 0.2})
+    r = client.post(
+        f"{API}/projects/p/slices/s/slivers/n1/exec",
+        headers=admin,
+        json={"argv": ["sleep", "9"], "timeout": 0.2},
+    )
     assert r.status_code == 504
     assert r.headers["content-type"].startswith("application/problem+json")
     assert _doc(testbed["host1"][0])["commands"] == []
-    missing = client.post(f"{API}/projects/p/slices/s/slivers/nope/exec", headers=admin,
-                          json={"argv": ["true"]})
+    missing = client.post(
+        f"{API}/projects/p/slices/s/slivers/nope/exec", headers=admin, json={"argv": ["true"]}
+    )
     assert missing.status_code == 404
 
 
-def test_non_members_cannot_touch_the_slice(client: Any, admin: dict[str, str],
-                                            testbed: dict[str, Any]) -> None:
-    r = client.post(f"{API}/members", headers=admin,
-                    json={"name": "eve", "email": "eve@example.org"})
+def test_non_members_cannot_touch_the_slice(
+    client: Any, admin: dict[str, str], testbed: dict[str, Any]
+) -> None:
+    r = client.post(
+        f"{API}/members", headers=admin, json={"name": "eve", "email": "eve@example.org"}
+    )
     eve = {"Authorization": f"Bearer {r.json()['token']}"}
-    assert client.put(f"{API}/projects/p/slices/s/topology", headers=eve,
-                      json=TOPOLOGY).status_code == 403
+    assert (
+        client.put(f"{API}/projects/p/slices/s/topology", headers=eve, json=TOPOLOGY).status_code
+        == 403
+    )
     assert client.get(f"{API}/projects/p/slices/s/status", headers=eve).status_code == 403

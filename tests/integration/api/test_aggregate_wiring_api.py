@@ -5,25 +5,21 @@ resources and advertisement, settings for the sweep, and the heartbeat batcher's
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aggregate_fakes import API, boot, enroll, make_site
+from aggregate_fakes import API, one_host_slice
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from slicelab.api.app import create_app
-from slicelab.cli import session
 from slicelab.cli.main import app as cli
 from slicelab.domain.errors import InvalidInput
 from slicelab.domain.placement import PlacementFailed
 from slicelab.sdk import Client
 from slicelab.settings import Settings
-from slicelab.store.uow import UnitOfWorkFactory
 
 runner = CliRunner()
 URL = "http://testserver"
@@ -32,38 +28,22 @@ SLICE = f"{API}/projects/p/slices/s"
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(database_url="sqlite://", authority="test.slicelab", run_migrations=False,
-                    sweep_interval=0)
+    return Settings(
+        database_url="sqlite://", authority="test.slicelab", run_migrations=False, sweep_interval=0
+    )
 
 
 @pytest.fixture
-def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    return create_app(settings, uow_factory=uow_factory)
-
-
-@pytest.fixture
-def slice_env(client: Any, admin: dict[str, str], tmp_path: Path,
-              monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    make_site(client, admin)
-    agent = enroll(client, admin, "host1", host_ip="172.31.253.2")
-    boot(agent, host_ip="172.31.253.2")
-    assert client.post(f"{API}/projects", headers=admin, json={"name": "p"}).status_code == 201
-    assert client.post(f"{API}/projects/p/slices", headers=admin,
-                       json={"name": "s"}).status_code == 201
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv(session.ENV_URL, URL)
-    monkeypatch.setenv(session.ENV_TOKEN, admin["Authorization"].removeprefix("Bearer "))
-    with session.use_transport(client._transport):
-        yield
+def slice_env(cli_login: None, client: Any, admin: dict[str, str]) -> None:
+    one_host_slice(client, admin, host_ip="172.31.253.2")
 
 
 BIG = {"nodes": [{"name": "big", "cores": 64}]}
 
 
-def test_slice_apply_refusal_carries_the_diagnosis(client: Any, admin: dict[str, str],
-                                                   slice_env: None) -> None:
+def test_slice_apply_refusal_carries_the_diagnosis(
+    client: Any, admin: dict[str, str], slice_env: None
+) -> None:
     r = client.put(f"{SLICE}/topology", headers=admin, json=BIG)
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -75,10 +55,13 @@ def test_slice_apply_refusal_carries_the_diagnosis(client: Any, admin: dict[str,
 
 
 def test_the_sdk_raises_the_diagnosis_and_the_cli_explains_it(
-        client: Any, admin: dict[str, str], slice_env: None, tmp_path: Path) -> None:
+    client: Any, admin: dict[str, str], slice_env: None, tmp_path: Path
+) -> None:
     token = admin["Authorization"].removeprefix("Bearer ")
-    with Client(URL, token, transport=client._transport) as sl, \
-            pytest.raises(PlacementFailed) as err:
+    with (
+        Client(URL, token, transport=client._transport) as sl,
+        pytest.raises(PlacementFailed) as err,
+    ):
         sl.apply_topology("p/s", BIG)
     assert err.value.diagnosis.constraint == "capacity"
     assert err.value.diagnosis.nearest[0].host_name == "host1"
@@ -90,8 +73,9 @@ def test_the_sdk_raises_the_diagnosis_and_the_cli_explains_it(
     assert "  nearest hosts:" in done.output and "    host1: " in done.output
 
 
-def test_slice_status_shows_each_slivers_expiry(client: Any, admin: dict[str, str],
-                                                slice_env: None) -> None:
+def test_slice_status_shows_each_slivers_expiry(
+    client: Any, admin: dict[str, str], slice_env: None
+) -> None:
     r = client.put(f"{SLICE}/topology", headers=admin, json={"nodes": [{"name": "n1"}]})
     assert r.status_code == 200, r.text
     expires = r.json()["slivers"][0]["expires"]
@@ -99,12 +83,15 @@ def test_slice_status_shows_each_slivers_expiry(client: Any, admin: dict[str, st
     assert datetime.fromisoformat(expires) == datetime.fromisoformat(leases[0]["end"])
     shown = runner.invoke(cli, ["slice", "status", "p/s"])
     assert shown.exit_code == 0, shown.output
-    assert "EXPIRES" in shown.output and datetime.fromisoformat(expires).strftime(
-        "%Y-%m-%d %H:%M") in shown.output
+    assert (
+        "EXPIRES" in shown.output
+        and datetime.fromisoformat(expires).strftime("%Y-%m-%d %H:%M") in shown.output
+    )
 
 
 def test_the_sdk_reads_resources_and_the_advertisement_typed(
-        client: Any, admin: dict[str, str], slice_env: None) -> None:
+    client: Any, admin: dict[str, str], slice_env: None
+) -> None:
     token = admin["Authorization"].removeprefix("Bearer ")
     with Client(URL, token, transport=client._transport) as sl:
         view = sl.resources(site="lab")
@@ -127,7 +114,11 @@ def test_the_app_runs_the_heartbeat_batcher_until_shutdown(app: FastAPI) -> None
 def test_the_sweep_interval_is_a_setting_the_environment_overrides() -> None:
     assert Settings.load(db="x.db", env={}).sweep_interval == 30
     assert Settings.load(db="x.db", env={"SLICELAB_SWEEP_INTERVAL": "0"}).sweep_interval == 0
-    assert Settings.load(db="x.db", env={"SLICELAB_SWEEP_INTERVAL": "5"},
-                         sweep_interval=7).sweep_interval == 7
+    assert (
+        Settings.load(
+            db="x.db", env={"SLICELAB_SWEEP_INTERVAL": "5"}, sweep_interval=7
+        ).sweep_interval
+        == 7
+    )
     with pytest.raises(InvalidInput, match="SLICELAB_SWEEP_INTERVAL"):
         Settings.load(db="x.db", env={"SLICELAB_SWEEP_INTERVAL": "soon"})

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aggregate_fakes import API, FakeAgent, boot, enroll, make_site
-from fastapi import FastAPI
+from aggregate_fakes import API, MINIMAL_RSPEC, FakeAgent, boot, enroll, make_site
 
-from slicelab.api.app import create_app
 from slicelab.settings import Settings
-from slicelab.store.uow import UnitOfWorkFactory
 
 IPS = {"host1": "172.31.251.2", "host2": "172.31.251.3"}
 S = f"{API}/projects/p/slices/s"
 ONE = {"nodes": [{"name": "n1", "cores": 1, "memory": 256}]}
-MINIMAL_RSPEC = Path(os.environ["SLICELAB_SHARED"], "rspec", "examples",
-                     "geni-tools__amapi2-request-minimal.xml")
 
 
 @pytest.fixture
-def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    return create_app(replace(settings, sweep_interval=0), uow_factory=uow_factory)
+def settings(settings: Settings) -> Settings:
+    return replace(settings, sweep_interval=0)
 
 
 @pytest.fixture
@@ -39,8 +30,10 @@ def testbed(client: Any, admin: dict[str, str]) -> dict[str, FakeAgent]:
         agents[host] = enroll(client, admin, host, host_ip=ip)
         boot(agents[host], host_ip=ip)
     assert client.post(f"{API}/projects", headers=admin, json={"name": "p"}).status_code == 201
-    assert client.post(f"{API}/projects/p/slices", headers=admin,
-                       json={"name": "s"}).status_code == 201
+    assert (
+        client.post(f"{API}/projects/p/slices", headers=admin, json={"name": "s"}).status_code
+        == 201
+    )
     return agents
 
 
@@ -48,8 +41,9 @@ def _states(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [(s["allocation_state"], s["operational_state"]) for s in body["slivers"]]
 
 
-def test_allocate_provision_start_and_the_illegal_moves(client: Any, admin: dict[str, str],
-                                                       testbed: dict[str, FakeAgent]) -> None:
+def test_allocate_provision_start_and_the_illegal_moves(
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
     r = client.post(f"{S}/allocate", headers=admin, json={"topology": ONE, "duration": "2h"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -64,9 +58,11 @@ def test_allocate_provision_start_and_the_illegal_moves(client: Any, admin: dict
     r = client.post(f"{S}/provision", headers=admin)
     assert r.status_code == 409 and "geni_provisioned" in r.json()["detail"]
     assert _states(client.post(f"{S}/start", headers=admin).json()) == [
-        ("geni_provisioned", "geni_configuring")]
+        ("geni_provisioned", "geni_configuring")
+    ]
     assert _states(client.post(f"{S}/stop", headers=admin).json()) == [
-        ("geni_provisioned", "geni_stopping")]
+        ("geni_provisioned", "geni_stopping")
+    ]
     r = client.post(f"{S}/allocate", headers=admin, json={"topology": ONE})
     assert r.status_code == 409 and "holds slivers already" in r.json()["detail"]
     assert client.delete(f"{S}/slivers", headers=admin).status_code == 204
@@ -74,10 +70,14 @@ def test_allocate_provision_start_and_the_illegal_moves(client: Any, admin: dict
 
 
 def test_leases_show_expiry_and_renew_reports_what_was_granted(
-        client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]) -> None:
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
     start = datetime.now(UTC) + timedelta(hours=1)
-    r = client.post(f"{S}/allocate", headers=admin,
-                    json={"topology": ONE, "start": start.isoformat(), "duration": "1h"})
+    r = client.post(
+        f"{S}/allocate",
+        headers=admin,
+        json={"topology": ONE, "start": start.isoformat(), "duration": "1h"},
+    )
     assert r.status_code == 200, r.text
     (lease,) = client.get(f"{S}/leases", headers=admin).json()
     assert datetime.fromisoformat(lease["slivers"][0]["expires"]) == start + timedelta(hours=1)
@@ -89,13 +89,15 @@ def test_leases_show_expiry_and_renew_reports_what_was_granted(
     assert r.status_code == 422
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     client.delete(f"{S}/slivers", headers=admin)
-    r = client.post(f"{S}/allocate", headers=admin,
-                    json={"topology": ONE, "start": past, "duration": "1h"})
+    r = client.post(
+        f"{S}/allocate", headers=admin, json={"topology": ONE, "start": past, "duration": "1h"}
+    )
     assert r.status_code == 422 and r.json()["field"] == "start"
 
 
-def test_a_request_that_does_not_fit_gets_the_diagnosis(client: Any, admin: dict[str, str],
-                                                         testbed: dict[str, FakeAgent]) -> None:
+def test_a_request_that_does_not_fit_gets_the_diagnosis(
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
     big = {"nodes": [{"name": "big", "cores": 3, "memory": 256}]}
     r = client.post(f"{S}/allocate", headers=admin, json={"topology": big, "duration": "1h"})
     assert r.status_code == 409
@@ -108,33 +110,63 @@ def test_a_request_that_does_not_fit_gets_the_diagnosis(client: Any, admin: dict
     assert "cores: needs 3.0, has 2.0" in diagnosis["nearest"][0]["shortfall"][0]
 
 
-def test_an_rspec_allocates_with_a_manifest(client: Any, admin: dict[str, str],
-                                            testbed: dict[str, FakeAgent]) -> None:
-    r = client.post(f"{S}/allocate?duration=1h", headers={**admin,
-                                                          "Content-Type": "application/xml"},
-                    content=MINIMAL_RSPEC.read_bytes())
+def test_an_rspec_allocates_with_a_manifest(
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
+    r = client.post(
+        f"{S}/allocate?duration=1h",
+        headers={**admin, "Content-Type": "application/xml"},
+        content=MINIMAL_RSPEC.read_bytes(),
+    )
     assert r.status_code == 200, r.text
     assert "sliver_id=" in r.json()["manifest"]
     assert r.json()["status"]["slivers"][0]["client_id"] == "foo"
 
 
-def test_find_slot_answers_the_earliest_window(client: Any, admin: dict[str, str],
-                                               testbed: dict[str, FakeAgent]) -> None:
+INSTALL_RSPEC = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rspec xmlns="http://www.geni.net/resources/rspec/3" type="request">
+  <node client_id="foo">
+    <services><install url="no-such-file.tar.gz" install_path="/opt"/></services>
+  </node>
+</rspec>"""
+
+
+def test_an_rspec_installing_an_unregistered_file_is_refused_at_allocate(
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
+    r = client.post(
+        f"{S}/allocate?duration=1h",
+        headers={**admin, "Content-Type": "application/xml"},
+        content=INSTALL_RSPEC,
+    )
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "<install url='no-such-file.tar.gz'>" in detail and "not registered" in detail
+    assert client.get(f"{S}/leases", headers=admin).json() == []
+    assert client.get(f"{S}/status", headers=admin).json()["slivers"] == []
+
+
+def test_find_slot_answers_the_earliest_window(
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
     two = {"nodes": [{"name": "a", "cores": 2}, {"name": "b", "cores": 2}]}
     r = client.post(f"{S}/allocate", headers=admin, json={"topology": two, "duration": "2h"})
     assert r.status_code == 200, r.text
     end = datetime.fromisoformat(r.json()["lease"]["end"])
-    r = client.post(f"{API}/resources/find-slot", headers=admin,
-                    json={"topology": ONE, "duration": "3h"})
+    r = client.post(
+        f"{API}/resources/find-slot", headers=admin, json={"topology": ONE, "duration": "3h"}
+    )
     assert r.status_code == 200, r.text
     assert datetime.fromisoformat(r.json()["start"]) == end
     assert r.json()["hosts"]["n1"] in IPS
 
 
-def test_quotas_are_set_by_staff_and_enforced(client: Any, admin: dict[str, str],
-                                              testbed: dict[str, FakeAgent]) -> None:
-    r = client.put(f"{API}/projects/p/quota", headers=admin,
-                   json={"cores": 1, "longest_lease": "1h"})
+def test_quotas_are_set_by_staff_and_enforced(
+    client: Any, admin: dict[str, str], testbed: dict[str, FakeAgent]
+) -> None:
+    r = client.put(
+        f"{API}/projects/p/quota", headers=admin, json={"cores": 1, "longest_lease": "1h"}
+    )
     assert r.status_code == 200, r.text
     assert client.get(f"{API}/projects/p/quota", headers=admin).json()["cores"] == 1
     r = client.post(f"{S}/allocate", headers=admin, json={"topology": ONE, "duration": "2h"})

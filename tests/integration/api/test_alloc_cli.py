@@ -4,50 +4,29 @@ lease-renew, find-slot, quotas and site limits; a request that does not fit is e
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aggregate_fakes import API, boot, enroll, make_site
-from fastapi import FastAPI
+from aggregate_fakes import MINIMAL_RSPEC, one_host_slice
 from typer.testing import CliRunner
 
-from slicelab.api.app import create_app
-from slicelab.cli import session
 from slicelab.cli.main import app as cli
 from slicelab.settings import Settings
-from slicelab.store.uow import UnitOfWorkFactory
 
 runner = CliRunner()
 URL = "http://testserver"
-RSPEC = Path(os.environ["SLICELAB_SHARED"], "rspec", "examples",
-                     "geni-tools__amapi2-request-minimal.xml")
 
 
 @pytest.fixture
-def app(uow_factory: UnitOfWorkFactory, settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    monkeypatch.setenv("SLICELAB_DATA_DIR", str(tmp_path / "data"))
-    return create_app(replace(settings, sweep_interval=0), uow_factory=uow_factory)
+def settings(settings: Settings) -> Settings:
+    return replace(settings, sweep_interval=0)
 
 
 @pytest.fixture
-def cli_env(client: Any, admin: dict[str, str], tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    make_site(client, admin)
-    agent = enroll(client, admin, "host1", host_ip="172.31.252.2")
-    boot(agent, host_ip="172.31.252.2")
-    assert client.post(f"{API}/projects", headers=admin, json={"name": "p"}).status_code == 201
-    assert client.post(f"{API}/projects/p/slices", headers=admin,
-                       json={"name": "s"}).status_code == 201
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv(session.ENV_URL, URL)
-    monkeypatch.setenv(session.ENV_TOKEN, admin["Authorization"].removeprefix("Bearer "))
-    with session.use_transport(client._transport):
-        yield
+def cli_env(cli_login: None, client: Any, admin: dict[str, str]) -> None:
+    one_host_slice(client, admin, host_ip="172.31.252.2")
 
 
 def _run(*args: str) -> Any:
@@ -55,11 +34,21 @@ def _run(*args: str) -> Any:
     return result
 
 
-def test_allocate_provision_start_renew_from_the_command_line(cli_env: None,
-                                                              tmp_path: Path) -> None:
+def test_allocate_provision_start_renew_from_the_command_line(
+    cli_env: None, tmp_path: Path
+) -> None:
     manifest = tmp_path / "manifest.xml"
-    done = _run("slice", "allocate", "p/s", "--rspec", str(RSPEC), "--duration", "2h",
-                "--manifest-out", str(manifest))
+    done = _run(
+        "slice",
+        "allocate",
+        "p/s",
+        "--rspec",
+        str(MINIMAL_RSPEC),
+        "--duration",
+        "2h",
+        "--manifest-out",
+        str(manifest),
+    )
     assert done.exit_code == 0, done.output
     assert "geni_allocated" in done.output and "expires" in done.output
     assert "sliver_id=" in manifest.read_text()

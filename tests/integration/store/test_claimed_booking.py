@@ -1,19 +1,17 @@
-"""The product path books on hosts claimed from the free-node index, not on the whole inventory,
-and stays exact: concurrent clients on SQLite and PostgreSQL, the fallback to every host when
-the index hides a host that is free only in the window asked, and quotas under concurrency."""
+"""Allocation through the engine stays exact: concurrent clients on SQLite and PostgreSQL, a
+host free only in the window asked (its headroom in the index is nothing), and a project's
+quota under concurrency, checked within a batch against what the batch itself books."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pytest
 from test_lease_world import World, one_node
 
 from slicelab.domain.errors import InsufficientResources, PolicyViolation
 from slicelab.domain.quotas import ProjectQuota
-from slicelab.services import leases as lease_service
+from slicelab.domain.resources import Resources
 from slicelab.services.allocation import allocate
 from slicelab.services.inventory import index_nodes
 from slicelab.services.leases import LeaseWindow
@@ -25,20 +23,6 @@ def _indexed(world: World) -> World:
         index_nodes(uow)
         uow.commit()
     return world
-
-
-class _Counter:
-    """Counts the loads of the whole inventory (the slow path)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls = 0
-        real = lease_service.load_inventory
-
-        def counted(uow: Any) -> Any:
-            self.calls += 1
-            return real(uow)
-
-        monkeypatch.setattr(lease_service, "load_inventory", counted)
 
 
 def _allocate(world: World, n: int, when: LeaseWindow, cores: float = 1) -> str:
@@ -70,39 +54,33 @@ def _concurrently(world: World, count: int, when: LeaseWindow, cores: float = 1)
     return results
 
 
-def test_an_allocation_reads_only_claimed_hosts(uow_factory: UnitOfWorkFactory,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    world = _indexed(World(uow_factory, hosts=30, slices=3))
-    loads = _Counter(monkeypatch)
+def test_allocations_keep_the_index_current(uow_factory: UnitOfWorkFactory) -> None:
+    world = _indexed(World(uow_factory, hosts=3, slices=3))
     for n in range(3):
-        assert _allocate(world, n, LeaseWindow(duration=timedelta(hours=1))) == "granted"
-    assert loads.calls == 0
+        assert _allocate(world, n, LeaseWindow(duration=timedelta(hours=1)), cores=4) \
+            == "granted"
+    with uow_factory() as uow:
+        assert uow.inventory.free_nodes(Resources.of(cores=1)) == []
     world.assert_never_oversubscribed()
 
 
-def test_concurrent_clients_on_claimed_hosts_never_oversubscribe(
-        uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_clients_never_oversubscribe(uow_factory: UnitOfWorkFactory) -> None:
     # 12 hosts x 4 cores, 30 clients of 2 cores each: exactly 24 fit.
     world = _indexed(World(uow_factory, hosts=12, slices=30))
-    loads = _Counter(monkeypatch)
     results = _concurrently(world, 30, LeaseWindow(duration=timedelta(hours=1)), cores=2)
     assert results.count("granted") == 24
     assert len(world.rows()) == 24
     world.assert_never_oversubscribed()
-    assert loads.calls >= 6  # the refused ones looked at every host before saying no
 
 
-def test_a_host_free_only_in_the_window_is_found(uow_factory: UnitOfWorkFactory,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_free_only_in_the_window_is_found(uow_factory: UnitOfWorkFactory) -> None:
     # One host, booked whole from in 3 hours: its headroom in the index is nothing, yet it is
     # free for the next hour.
     world = _indexed(World(uow_factory, hosts=1, slices=2))
     later = datetime.now(UTC) + timedelta(hours=3)
     assert _allocate(world, 0, LeaseWindow(start=later, duration=timedelta(hours=1)),
                      cores=4) == "granted"
-    loads = _Counter(monkeypatch)
     assert _allocate(world, 1, LeaseWindow(duration=timedelta(hours=1)), cores=4) == "granted"
-    assert loads.calls == 1
     world.assert_never_oversubscribed()
 
 

@@ -51,7 +51,8 @@ def main() -> None:
                           control_subnet=job["subnet"], host_ip=job["host_ip"])
     for action, *args in job["actions"]:
         if action == "link":
-            runtime.ensure_link(LinkSpec(**{**args[0], "remotes": tuple(args[0]["remotes"])}))
+            runtime.ensure_link(LinkSpec(**{**args[0], "remotes": tuple(args[0]["remotes"]),
+                                            "members": tuple(args[0].get("members", ()))}))
         elif action == "sliver":
             runtime.ensure_sliver(_sliver(job["image"], args[0]))
         elif action == "exec":

@@ -36,11 +36,14 @@ def _iperf(server_ns: str, client_ns: str, address: str, *, reverse: bool) -> fl
     return float(result["end"]["sum_received"]["bits_per_second"]) / 1e6
 
 
-@pytest.mark.parametrize("capacity", [10, 50])
+@pytest.mark.parametrize(("capacity", "members"), [(10, ()), (50, ()), (50, ("q1", "q2"))],
+                         ids=["bridge-10", "bridge-50", "pair-50"])
 def test_capacity_in_both_directions(make_runtime: Callable[..., NodeRuntime], image: Path,
-                                     sliver: Callable[..., SliverSpec], capacity: int) -> None:
+                                     sliver: Callable[..., SliverSpec], capacity: int,
+                                     members: tuple[str, ...]) -> None:
     runtime = make_runtime()
-    runtime.ensure_link(LinkSpec(link_id="shaped", vni=300, capacity_mbps=capacity))
+    runtime.ensure_link(LinkSpec(link_id="shaped", vni=300, capacity_mbps=capacity,
+                                 members=members))
     for i in (1, 2):
         iface = InterfaceSpec(link_id="shaped", ifname="exp0", ipv4=f"10.53.0.{i}/24")
         runtime.ensure_sliver(sliver(image, f"q{i}", port=22000 + 10 * i, ifaces=(iface,)))

@@ -154,3 +154,36 @@ def test_forwarded_port_reaches_dropbear(make_runtime: Make, image: Path, sliver
                            timeout=20, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
                            check=False)
     assert login.stdout.strip() == "h1.exp.proj.test", login.stderr
+
+
+def test_two_member_link_is_a_veth_pair_that_survives_a_rebuild(make_runtime: Make,
+                                                                  image: Path,
+                                                                  sliver: Spec) -> None:
+    runtime = make_runtime()
+    status = runtime.ensure_link(LinkSpec(link_id="duo", vni=310, capacity_mbps=40,
+                                          members=("d1", "d2")))
+    assert status.present and status.bridge is None
+    specs = [sliver(image, f"d{n}", port=21800 + 10 * n,
+                    ifaces=(InterfaceSpec(link_id="duo", ifname="exp0",
+                                          ipv4=f"10.56.0.{n}/24"),)) for n in (1, 2)]
+    runtime.ensure_sliver(specs[0])  # the pair comes when its second member does
+    runtime.ensure_sliver(specs[1])
+    assert runtime.status("d1").interfaces == ("exp0",)
+    code, out, _ = runtime.exec("d1", ["ping", "-c", "1", "-W", "2", "10.56.0.2"])
+    assert code == 0, out
+    for name in ("d1", "d2"):
+        ns = runtime.status(name).netns
+        assert ns is not None
+        shown = subprocess.run(["tc", "-n", ns, "qdisc", "show", "dev", "exp0"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "tbf" in shown, shown
+    runtime.remove_sliver("d2")  # the pair goes with d2's namespace
+    runtime.ensure_slivers(specs)  # d1 is current; d2 is built and the pair made again
+    code, out, _ = runtime.exec("d2", ["ping", "-c", "1", "-W", "2", "10.56.0.1"])
+    assert code == 0, out
+    runtime.remove_link("duo")
+    ns = runtime.status("d1").netns
+    assert ns is not None
+    gone = subprocess.run(["ip", "-n", ns, "link", "show", "exp0"], capture_output=True,
+                          text=True, check=False)
+    assert gone.returncode != 0, gone.stdout

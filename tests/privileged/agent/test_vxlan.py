@@ -51,8 +51,10 @@ def hosts() -> Iterator[list[str]]:
                     ipr.link("del", index=ident)
 
 
-def _job(tmp_path: Path, image: Path, i: int) -> dict[str, object]:
-    link = {"link_id": "wide", "vni": 4242, "capacity_mbps": None, "members": [],
+def _job(tmp_path: Path, image: Path, i: int, *, tunnel: bool = False) -> dict[str, object]:
+    members = [f"w{i}"] if tunnel else []  # one local member: a VXLAN inside its netns
+    link = {"link_id": "wide", "vni": 4242, "capacity_mbps": 50 if tunnel else None,
+            "members": members,
             "remotes": [UNDERLAY[1 - i]], "local_ip": UNDERLAY[i]}
     sliver = {"id": f"w{i}", "ip": f"10.55.0.{i + 1}/24", "link": "wide", "port": 24000}
     return {"state_dir": str(tmp_path / f"host{i}"), "prefix": f"zv{i}",
@@ -60,12 +62,14 @@ def _job(tmp_path: Path, image: Path, i: int) -> dict[str, object]:
             "kill_at": None, "actions": [["link", link], ["sliver", sliver]]}
 
 
+@pytest.mark.parametrize("tunnel", [False, True], ids=["bridge", "tunnel"])
 def test_vxlan_link_across_two_hosts(hosts: list[str], children: Child, tmp_path: Path,
-                                     image: Path) -> None:
+                                     image: Path, tunnel: bool) -> None:
     for i, host in enumerate(hosts):
-        children(_job(tmp_path, image, i), netns=host)
+        children(_job(tmp_path, image, i, tunnel=tunnel), netns=host)
     ping = ["exec", "w0", ["ping", "-c", "3", "-W", "2", "10.55.0.2"]]
-    done = children({**_job(tmp_path, image, 0), "actions": [ping]}, netns=hosts[0])
+    done = children({**_job(tmp_path, image, 0, tunnel=tunnel), "actions": [ping]},
+                    netns=hosts[0])
     code, out, _ = json.loads(done.stdout.splitlines()[-1])
     assert code == 0, out
     assert "3 packets received" in out

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import random
 import threading
-from pathlib import Path
 
 import pytest
+from channel_support import INVENTORY, enrolled
 
 from slicelab.agent.channel import Backoff, Channel, Poller
 from slicelab.agent.config import config_from
@@ -16,29 +16,14 @@ from slicelab.agent.state import AgentFiles
 from slicelab.domain.errors import AuthenticationFailed, Unavailable
 from slicelab.testbed.fakes import FakeAggregate, FakeRuntime, tar_of
 
-INVENTORY = {"cores": 2, "memory_mib": 1024, "disk_gib": 10, "interfaces": [],
-             "devices": [], "host_ip": "172.31.250.2"}
-
-
-@pytest.fixture
-def aggregate() -> FakeAggregate:
-    return FakeAggregate()
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> AgentFiles:
-    return AgentFiles(tmp_path / "state")
-
 
 def _enrolled(aggregate: FakeAggregate, files: AgentFiles) -> Channel:
-    channel = Channel("http://aggregate:8470", transport=aggregate.transport)
-    enroll(channel, files, token="tok-1", hostname="host1", inventory_doc=INVENTORY,
-           stop=threading.Event())
-    return channel
+    return enrolled(Channel("http://aggregate:8470", transport=aggregate.transport), files)
 
 
-def test_enrollment_saves_the_key_private_and_is_one_time(aggregate: FakeAggregate,
-                                                          files: AgentFiles) -> None:
+def test_enrollment_saves_the_key_private_and_is_one_time(
+    aggregate: FakeAggregate, files: AgentFiles
+) -> None:
     _enrolled(aggregate, files)
     identity = files.identity()
     assert identity is not None and identity.key == aggregate.key
@@ -48,24 +33,24 @@ def test_enrollment_saves_the_key_private_and_is_one_time(aggregate: FakeAggrega
         other.enroll("tok-1", hostname="h", inventory=INVENTORY)
 
 
-def test_a_saved_identity_is_reused_without_a_token(aggregate: FakeAggregate,
-                                                    files: AgentFiles) -> None:
+def test_a_saved_identity_is_reused_without_a_token(
+    aggregate: FakeAggregate, files: AgentFiles
+) -> None:
     _enrolled(aggregate, files)
     channel = Channel("http://aggregate:8470", transport=aggregate.transport)
-    enroll(channel, files, token=None, hostname="h", inventory_doc=INVENTORY,
-           stop=threading.Event())
+    enroll(
+        channel, files, token=None, hostname="h", inventory_doc=INVENTORY, stop=threading.Event()
+    )
     assert channel.desired(after=0, wait=0) == aggregate.desired
 
 
 def test_without_identity_or_token_enrollment_refuses(files: AgentFiles) -> None:
     channel = Channel("http://aggregate:8470", transport=FakeAggregate().transport)
     with pytest.raises(AuthenticationFailed, match="not enrolled"):
-        enroll(channel, files, token=None, hostname="h", inventory_doc={},
-               stop=threading.Event())
+        enroll(channel, files, token=None, hostname="h", inventory_doc={}, stop=threading.Event())
 
 
-def test_signed_calls_pass_the_servers_check(aggregate: FakeAggregate,
-                                             files: AgentFiles) -> None:
+def test_signed_calls_pass_the_servers_check(aggregate: FakeAggregate, files: AgentFiles) -> None:
     channel = _enrolled(aggregate, files)
     assert channel.desired(after=1, wait=0) is None
     channel.report({"generation_applied": 1})
@@ -83,18 +68,20 @@ def test_a_wrong_key_is_refused_as_forged(aggregate: FakeAggregate, files: Agent
     assert aggregate.failures == ["forged"]
 
 
-def test_a_skewed_clock_is_refused_as_stale(aggregate: FakeAggregate,
-                                            files: AgentFiles) -> None:
+def test_a_skewed_clock_is_refused_as_stale(aggregate: FakeAggregate, files: AgentFiles) -> None:
     channel = _enrolled(aggregate, files)
-    skewed = Channel("http://aggregate:8470", identity=channel.identity,
-                     transport=aggregate.transport, clock=lambda: aggregate.clock() - 3600)
+    skewed = Channel(
+        "http://aggregate:8470",
+        identity=channel.identity,
+        transport=aggregate.transport,
+        clock=lambda: aggregate.clock() - 3600,
+    )
     with pytest.raises(AuthenticationFailed):
         skewed.report({})
     assert aggregate.failures == ["stale"]
 
 
-def test_an_unreachable_server_is_unavailable(aggregate: FakeAggregate,
-                                              files: AgentFiles) -> None:
+def test_an_unreachable_server_is_unavailable(aggregate: FakeAggregate, files: AgentFiles) -> None:
     channel = _enrolled(aggregate, files)
     aggregate.down = True
     with pytest.raises(Unavailable):
@@ -122,12 +109,17 @@ def test_backoff_grows_with_full_jitter_up_to_the_cap() -> None:
     assert backoff.next() <= 0.5
 
 
-def test_poller_caches_new_state_then_backs_off_while_down(aggregate: FakeAggregate,
-                                                           files: AgentFiles) -> None:
+def test_poller_caches_new_state_then_backs_off_while_down(
+    aggregate: FakeAggregate, files: AgentFiles
+) -> None:
     seen: list[int] = []
-    poller = Poller(_enrolled(aggregate, files), files,
-                    on_change=lambda doc: seen.append(doc["generation"]), wait=0,
-                    backoff=Backoff(rng=random.Random(0)))
+    poller = Poller(
+        _enrolled(aggregate, files),
+        files,
+        on_change=lambda doc: seen.append(doc["generation"]),
+        wait=0,
+        backoff=Backoff(rng=random.Random(0)),
+    )
     assert poller.step() == 0.0
     assert seen == [1] and files.desired() == aggregate.desired
     assert poller.step() == 0.0 and seen == [1]
@@ -141,8 +133,9 @@ def test_poller_caches_new_state_then_backs_off_while_down(aggregate: FakeAggreg
     assert seen == [1, 2] and poller.backoff.failures == 0
 
 
-def test_a_restarted_poller_resumes_after_the_cached_generation(aggregate: FakeAggregate,
-                                                                files: AgentFiles) -> None:
+def test_a_restarted_poller_resumes_after_the_cached_generation(
+    aggregate: FakeAggregate, files: AgentFiles
+) -> None:
     channel = _enrolled(aggregate, files)
     files.save_desired(aggregate.desired)
     poller = Poller(channel, files, on_change=lambda doc: None, wait=0)
@@ -151,23 +144,42 @@ def test_a_restarted_poller_resumes_after_the_cached_generation(aggregate: FakeA
 
 
 def _sliver(sliver_id: str, **extra: object) -> dict[str, object]:
-    return {"sliver_id": sliver_id, "urn": f"urn:publicid:IDN+test+sliver+{sliver_id}",
-            "slice_urn": "urn:publicid:IDN+test+slice+s", "hostname": f"{sliver_id}.s.p.test",
-            "image": "minimal", "cores": 1.0, "memory_mib": 64, "pids_max": 64,
-            "run": "started", "restart_seq": 0, "ssh_keys": ["ssh-ed25519 AAAA alice"],
-            "control": {"first_port": 20000, "count": 10}, "interfaces": [], **extra}
+    return {
+        "sliver_id": sliver_id,
+        "urn": f"urn:publicid:IDN+test+sliver+{sliver_id}",
+        "slice_urn": "urn:publicid:IDN+test+slice+s",
+        "hostname": f"{sliver_id}.s.p.test",
+        "image": "minimal",
+        "cores": 1.0,
+        "memory_mib": 64,
+        "pids_max": 64,
+        "run": "started",
+        "restart_seq": 0,
+        "ssh_keys": ["ssh-ed25519 AAAA alice"],
+        "control": {"first_port": 20000, "count": 10},
+        "interfaces": [],
+        **extra,
+    }
 
 
 def test_the_agent_keeps_applying_the_cached_state_while_the_server_is_down(
-        aggregate: FakeAggregate, files: AgentFiles) -> None:
+    aggregate: FakeAggregate, files: AgentFiles
+) -> None:
     now = [1000.0]
     aggregate.images["minimal"] = tar_of({"bin/sh": b"#!"})
     aggregate.set_desired(slivers=[_sliver("s-1", expires=1100.0)])
     channel = _enrolled(aggregate, files)
     runtime = FakeRuntime()
     config = config_from(server="http://aggregate:8470", state_dir=str(files.root))
-    agent = Agent(config, runtime=runtime, channel=channel, files=files, host_ip="172.31.250.2",
-                  clock=lambda: now[0], inventory_doc=INVENTORY)
+    agent = Agent(
+        config,
+        runtime=runtime,
+        channel=channel,
+        files=files,
+        host_ip="172.31.250.2",
+        clock=lambda: now[0],
+        inventory_doc=INVENTORY,
+    )
     agent.poller.step()
     assert agent.step() == pytest.approx(30.0)
     assert aggregate.reports[-1]["slivers"][0]["state"] == "ready"

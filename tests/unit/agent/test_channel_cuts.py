@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from channel_support import enrolled
 
 from slicelab.agent.channel import (
     CONNECT_TIMEOUT,
@@ -18,18 +18,9 @@ from slicelab.agent.channel import (
     Channel,
     Poller,
 )
-from slicelab.agent.main import enroll
 from slicelab.agent.state import AgentFiles
 from slicelab.domain.errors import Unavailable
 from slicelab.testbed.fakes import CutNetwork, FakeAggregate
-
-INVENTORY = {"cores": 2, "memory_mib": 1024, "disk_gib": 10, "interfaces": [],
-             "devices": [], "host_ip": "172.31.250.2"}
-
-
-@pytest.fixture
-def aggregate() -> FakeAggregate:
-    return FakeAggregate()
 
 
 @pytest.fixture
@@ -38,20 +29,13 @@ def network(aggregate: FakeAggregate) -> CutNetwork:
 
 
 @pytest.fixture
-def files(tmp_path: Path) -> AgentFiles:
-    return AgentFiles(tmp_path / "state")
-
-
-@pytest.fixture
 def channel(network: CutNetwork, files: AgentFiles) -> Channel:
-    made = Channel("http://aggregate:8470", make_transport=network.transport)
-    enroll(made, files, token="tok-1", hostname="host1", inventory_doc=INVENTORY,
-           stop=threading.Event())
-    return made
+    return enrolled(Channel("http://aggregate:8470", make_transport=network.transport), files)
 
 
 def test_a_long_poll_on_a_silent_network_gives_up_a_little_after_wait(
-        network: CutNetwork, channel: Channel) -> None:
+    network: CutNetwork, channel: Channel
+) -> None:
     network.cut()
     with pytest.raises(Unavailable, match="poll"):
         channel.desired(after=1, wait=25)
@@ -67,7 +51,8 @@ def test_short_calls_are_bounded_too(network: CutNetwork, channel: Channel) -> N
 
 
 def test_after_a_failure_the_next_call_opens_a_fresh_connection(
-        network: CutNetwork, channel: Channel, aggregate: FakeAggregate) -> None:
+    network: CutNetwork, channel: Channel, aggregate: FakeAggregate
+) -> None:
     assert channel.desired(after=0, wait=0) == aggregate.desired
     network.cut()
     with pytest.raises(Unavailable):
@@ -80,8 +65,9 @@ def test_after_a_failure_the_next_call_opens_a_fresh_connection(
     assert channel.lanes["poll"].resets == 1
 
 
-def test_a_hanging_poll_does_not_hold_up_reports(network: CutNetwork, channel: Channel,
-                                                 aggregate: FakeAggregate) -> None:
+def test_a_hanging_poll_does_not_hold_up_reports(
+    network: CutNetwork, channel: Channel, aggregate: FakeAggregate
+) -> None:
     network.time_scale = 0.03  # the poll hangs about 1 s
     network.cut(paths=("/agent/v1/desired",))
     outcome: list[BaseException] = []
@@ -113,8 +99,8 @@ def test_backoff_is_capped_at_a_few_seconds() -> None:
 
 
 def test_the_poller_catches_up_within_seconds_after_a_cut(
-        network: CutNetwork, channel: Channel, files: AgentFiles,
-        aggregate: FakeAggregate) -> None:
+    network: CutNetwork, channel: Channel, files: AgentFiles, aggregate: FakeAggregate
+) -> None:
     received = threading.Event()
     seen: list[int] = []
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from slicelab.agent.ledger import Ledger, Record, unwind
+from slicelab.agent.ledger import Ledger, Record, unwind, unwind_many
 from slicelab.agent.net import names
 from slicelab.agent.net.nat import dnat_rules, masquerade_rule
 from slicelab.agent.net.shaping import tbf_params
@@ -66,6 +67,32 @@ def test_ledger_unwinds_newest_first_with_children_after_parent(tmp_path: Path) 
     assert removed == [("/m", False), ("ns", True), ("veth", True)]
     assert ledger.records("s") == [] and [r.name for r in ledger.records()] == ["keep"]
     assert ledger.find("s", "link", "veth") is None
+
+
+def test_ledger_unwinds_many_owners_kind_by_kind_and_forgets_at_the_end(
+        tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    for owner in ("a", "b"):
+        ns = ledger.begin(owner, "netns", f"ns-{owner}")
+        ledger.begin(owner, "link", f"veth-{owner}", parent=ns.id)
+        ledger.begin(owner, "mount", f"/m-{owner}")
+        ledger.begin(owner, "process", f"init-{owner}")
+    ledger.begin("other", "netns", "keep")
+    calls: list[tuple[str, ...]] = []
+
+    def bulk(records: Sequence[Record]) -> None:
+        assert len(ledger.records()) == 9, "nothing is forgotten before all is removed"
+        calls.append(tuple(r.name for r in records))
+
+    def single(record: Record) -> None:
+        calls.append((record.name,))
+
+    unwind_many(ledger, ["a", "b"], {"mount": single}, {"process": bulk, "netns": bulk,
+                                                        "link": bulk},
+                order=("process", "mount", "netns", "link"))
+    assert calls == [("init-b", "init-a"), ("/m-b",), ("/m-a",), ("ns-b", "ns-a"),
+                     ("veth-b", "veth-a")]
+    assert [r.name for r in ledger.records()] == ["keep"]
 
 
 def test_ledger_survives_reopening_and_allocates_addresses(tmp_path: Path) -> None:

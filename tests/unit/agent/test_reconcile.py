@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
 from slicelab.agent.reconcile import BOOT_PLANS, ImageCache, Reconciler, link_spec, sliver_spec
-from slicelab.agent.spec import SliverState
+from slicelab.agent.runtime.errors import KernelError
+from slicelab.agent.spec import SliverSpec, SliverState, SliverStatus
 from slicelab.agent.state import AgentFiles
 from slicelab.domain.errors import InvalidInput
 from slicelab.testbed.fakes import FakeRuntime, tar_of
@@ -220,3 +222,42 @@ def test_an_interrupted_image_fetch_leaves_no_image(tmp_path: Path) -> None:
     assert not (tmp_path / "images/minimal").exists()
     with pytest.raises(InvalidInput):
         cache.ensure("../etc")
+
+
+class _BulkRuntime(FakeRuntime):
+    """A runtime whose bulk calls are recorded as such; sliver ``bad`` cannot be built."""
+
+    def ensure_slivers(self, specs: Sequence[SliverSpec]) -> list[SliverStatus]:
+        self.calls.append(("ensure_slivers", ",".join(s.sliver_id for s in specs)))
+        if any(s.sliver_id == "bad" for s in specs):
+            raise KernelError("the init of sliver bad did not start")
+        return [self.ensure_sliver(spec) for spec in specs]
+
+    def ensure_sliver(self, spec: SliverSpec) -> SliverStatus:
+        if spec.sliver_id == "bad":
+            raise KernelError("the init of sliver bad did not start")
+        return super().ensure_sliver(spec)
+
+    def remove_slivers(self, sliver_ids: Sequence[str]) -> None:
+        self.calls.append(("remove_slivers", ",".join(sliver_ids)))
+        super().remove_slivers(sliver_ids)
+
+
+def test_slivers_are_built_and_removed_in_bulk(tmp_path: Path, images: Images) -> None:
+    runtime = _BulkRuntime()
+    reconciler = _reconciler(runtime, tmp_path, images)
+    reconciler.apply(_doc(slivers=[_sliver("s-1"), _sliver("s-2", interfaces=[])]), now=0)
+    assert ("ensure_slivers", "s-1,s-2") in runtime.calls
+    runtime.calls.clear()
+    reconciler.apply(_doc(2, slivers=[], links=[]), now=0)
+    assert runtime.calls[0] == ("remove_slivers", "s-1,s-2")
+
+
+def test_one_failing_sliver_does_not_fail_the_others(tmp_path: Path, images: Images) -> None:
+    runtime = _BulkRuntime()
+    reconciler = _reconciler(runtime, tmp_path, images)
+    slivers = [_sliver("s-1"), _sliver("bad", interfaces=[]), _sliver("s-2", interfaces=[])]
+    actual = reconciler.apply(_doc(slivers=slivers), now=0)
+    states = {s["sliver_id"]: (s["state"], s["error"]) for s in actual["slivers"]}
+    assert states["s-1"] == ("ready", None) and states["s-2"] == ("ready", None)
+    assert states["bad"][0] == "failed" and "did not start" in str(states["bad"][1])

@@ -25,7 +25,7 @@ from typing import Any
 
 from pyroute2 import IPBatch
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -40,6 +40,7 @@ _NLMSG_ERROR = 2
 _HEADER = struct.Struct("=IHHII")
 _INDEX_AT = 20  # ifinfomsg, ifaddrmsg and tcmsg all keep the ifindex right after nlmsghdr
 _CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+_VXLAN_PORT = 4789
 _CHUNK = 128  # messages per send: their answers must fit the receive buffer
 
 
@@ -94,7 +95,8 @@ class Batch:
         return bytes(msg.data)
 
     def add_veth(self, name: str, *, peer: Peer, mtu: int | None = None,
-                 master: int | None = None, up: bool = True) -> None:
+                 master: int | None = None, up: bool = True,
+                 address: str | None = None) -> None:
         """A veth pair: ``name`` in this socket's namespace, ``peer`` in its own."""
         peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer.ifname),
                                              ("IFLA_NET_NS_FD", peer.ns_fd)]
@@ -103,9 +105,30 @@ class Batch:
         info = {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}
         attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [
             ("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", info)]})]
-        attrs += [(k, v) for k, v in (("IFLA_MTU", mtu), ("IFLA_MASTER", master))
-                  if v is not None]
+        attrs += [(k, v) for k, v in (("IFLA_MTU", mtu), ("IFLA_MASTER", master),
+                                      ("IFLA_ADDRESS", address)) if v is not None]
         self._add(self._link_message(up=up, attrs=attrs, flags=_CREATE), f"add veth {name}")
+
+    def add_vxlan(self, name: str, *, ns_fd: int, vni: int, local_ip: str | None, mtu: int,
+                  address: str | None = None) -> None:
+        """A VXLAN device made straight inside the namespace open as ``ns_fd`` (it dies with
+        it); its UDP socket stays in this socket's namespace, the underlay's."""
+        data: list[tuple[str, Any]] = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_PORT", _VXLAN_PORT),
+                                       ("IFLA_VXLAN_LEARNING", 1)]
+        if local_ip is not None:
+            data.append(("IFLA_VXLAN_LOCAL", local_ip))
+        attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name), ("IFLA_NET_NS_FD", ns_fd),
+                                        ("IFLA_MTU", mtu), ("IFLA_LINKINFO", {"attrs": [
+                                            ("IFLA_INFO_KIND", "vxlan"),
+                                            ("IFLA_INFO_DATA", {"attrs": data})]})]
+        if address is not None:
+            attrs.append(("IFLA_ADDRESS", address))
+        self._add(self._link_message(attrs=attrs, flags=_CREATE), f"add vxlan {name}")
+
+    def add_remote(self, index: int, remote_ip: str) -> None:
+        """A head-end replication entry on VXLAN ``index``: flood to ``remote_ip``."""
+        self._add(_stamp(_template("fdb", remote_ip), index), f"VXLAN remote {remote_ip}",
+                  accept=(errno.EEXIST,))
 
     def set_link(self, index: int, *, up: bool | None = None, mtu: int | None = None,
                  master: int | None = None, accept: tuple[int, ...] = ()) -> None:
@@ -114,6 +137,22 @@ class Batch:
         data = self._link_message(index=index, up=up, attrs=attrs,
                                   flags=NLM_F_REQUEST | NLM_F_ACK)
         self._add(data, f"set link {index}", accept=accept)
+
+    def set_group(self, index: int, group: int) -> None:
+        """Move link ``index`` into netdev group ``group`` (gone already is fine)."""
+        data = self._link_message(index=index, attrs=[("IFLA_GROUP", group)],
+                                  flags=NLM_F_REQUEST | NLM_F_ACK)
+        self._add(data, f"set group of link {index}", accept=(errno.ENODEV,))
+
+    def delete_group(self, group: int) -> None:
+        """Delete every link of netdev group ``group`` at once (one kernel batch, so one
+        RCU grace period for all of them instead of one per link)."""
+        msg = ifinfmsg()
+        msg["attrs"] = [("IFLA_GROUP", group)]
+        msg["header"]["type"] = RTM_DELLINK
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+        msg.encode()
+        self._add(msg.data, f"delete link group {group}", accept=(errno.ENODEV,))
 
     def get_link(self, name: str) -> int:
         """Ask for link ``name``; :meth:`send` returns its ifindex under the returned key."""
@@ -208,6 +247,8 @@ def _template(kind: str, value: str) -> bytes:
         params = tbf_params(float(value))
         compiler.tc("replace", "tbf", index=1, handle="1:", rate=f"{params.rate_bps}bit",
                     burst=params.burst_bytes, latency=f"{params.latency_ms}ms")
+    elif kind == "fdb":
+        compiler.fdb("append", ifindex=1, lladdr="00:00:00:00:00:00", dst=value)
     elif kind == "isolate":
         compiler.brport("set", index=1, isolated=1)
     else:

@@ -16,14 +16,15 @@ import errno
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from slicelab.agent.runtime.errors import KernelError
 
-__all__ = ["NETNS_DIR", "create", "exists", "open_fd", "path_of", "remove", "route_socket",
-           "run_in"]
+__all__ = ["NETNS_DIR", "create", "exists", "in_parallel", "open_fd", "path_of", "remove",
+           "remove_many", "route_socket", "run_in"]
 
 NETNS_DIR = Path("/var/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -32,6 +33,7 @@ _NETLINK_ROUTE = 0
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _shared_dir = threading.Lock()
 T = TypeVar("T")
+_PARALLEL = 32
 
 
 def _check(result: int, what: str) -> None:
@@ -129,6 +131,27 @@ def remove(name: str) -> None:
         if code not in (errno.EINVAL, errno.ENOENT):
             raise KernelError(f"cannot unmount network namespace {name}: {os.strerror(code)}")
     target.unlink(missing_ok=True)
+
+
+def remove_many(names: Sequence[str]) -> None:
+    """:func:`remove` of many namespaces, in parallel threads.
+
+    Each unmount waits for an RCU grace period; threads let those waits overlap.
+    """
+    in_parallel(remove, names)
+
+
+def in_parallel(work: Callable[[T], object], items: Iterable[T]) -> None:
+    """Run ``work`` on every item in up to 32 threads; the first failure is raised."""
+    todo = list(items)
+    if len(todo) <= 1:
+        for item in todo:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(todo)),
+                            thread_name_prefix="slicelab-remove") as pool:
+        for future in [pool.submit(work, item) for item in todo]:
+            future.result()
 
 
 def _share_dir() -> None:

@@ -191,6 +191,13 @@ class Nft:
                 for i in self.list_table(table) or []
                 if "rule" in i and i["rule"].get("comment") == comment]
 
+    def rules_with_comments(self, table: str, comments: set[str]) -> list[tuple[str, int]]:
+        """(chain, handle) of every rule in ``table`` whose comment is one of ``comments``
+        (one listing of the table for all of them)."""
+        return [(i["rule"]["chain"], int(i["rule"]["handle"]))
+                for i in self.list_table(table) or []
+                if "rule" in i and i["rule"].get("comment") in comments]
+
     def delete_rule(self, table: str, chain: str, handle: int) -> None:
         """Delete one rule by handle; already gone (or its table gone) is fine."""
         self.delete_rules(table, [(chain, handle)])

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +29,7 @@ from slicelab.agent.runtime.errors import KernelError
 __all__ = ["Netlink"]
 
 _GONE = {errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EINVAL}
+_GROUP_BASE = 1 << 30  # netdev groups used for bulk deletion: random, above hand-made ones
 
 
 class Netlink:
@@ -81,6 +83,9 @@ class Netlink:
     def delete_netns(self, name: str) -> None:
         namespaces.remove(name)
 
+    def delete_netns_many(self, names: Sequence[str]) -> None:
+        namespaces.remove_many(names)
+
     # links ------------------------------------------------------------------
     def lookup(self, name: str, *, ns: str | None = None) -> int | None:
         with self._in(ns) as sock:
@@ -116,6 +121,35 @@ class Netlink:
             except NetlinkError as exc:
                 if exc.code not in _GONE:
                     raise KernelError(f"cannot delete link {name}: {exc}") from exc
+
+    def present(self, links: Sequence[tuple[int | None, str]]) -> list[tuple[int, str]]:
+        """Those host-side ``(ifindex, name)`` that exist with that name (and that ifindex,
+        when one is given), asked in one batch; their ifindex and name."""
+        if not links:
+            return []
+        batch = self.batch()
+        asked = [(batch.get_link(name), index, name) for index, name in links]
+        found = batch.send()
+        return [(found[seq], name) for seq, index, name in asked
+                if seq in found and index in (None, found[seq])]
+
+    def delete_links(self, links: Sequence[tuple[int | None, str]]) -> None:
+        """Delete many host-side links at once; those already gone are skipped.
+
+        Each link still there under its recorded ifindex and name is moved into a fresh
+        random netdev group, and one ``RTM_DELLINK`` for that group removes them all in one
+        ``unregister_netdevice_many`` (one RCU grace period, not one per link; a veth takes
+        its peer with it). A crash in between leaves links that the ledger still names.
+        """
+        present = self.present(links)
+        if not present:
+            return
+        group = _GROUP_BASE + secrets.randbelow(_GROUP_BASE - 1)
+        batch = self.batch()
+        for index, _ in present:
+            batch.set_group(index, group)
+        batch.delete_group(group)
+        batch.send()
 
     def wait_gone(self, ifindex: int, name: str, *, timeout: float = 3.0) -> bool:
         """Wait for a host-side link to vanish (its peer's namespace is being freed)."""

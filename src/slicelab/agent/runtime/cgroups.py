@@ -12,14 +12,15 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from slicelab.agent.runtime.errors import KernelError
 
-__all__ = ["CgroupDriver", "CgroupV1", "CgroupV2", "Limits", "kill_all", "procs", "remove_dir",
-           "select_driver", "signal_all"]
+__all__ = ["CgroupDriver", "CgroupV1", "CgroupV2", "Limits", "kill_all", "kill_many", "procs",
+           "remove_dir", "select_driver", "signal_all"]
 
 _PERIOD_US = 100_000
 _CONTROLLERS = ("cpu", "memory", "pids")
@@ -140,6 +141,27 @@ def kill_all(group: Path, *, sig: int = signal.SIGKILL, timeout: float = 5.0) ->
         if time.monotonic() > deadline:
             raise KernelError(f"processes {pids} in {group} survive SIGKILL")
         time.sleep(0.001)
+
+
+def kill_many(groups: Sequence[Path], *, patience: float = 5.0) -> None:
+    """SIGKILL every process of every group, then wait until all the groups are empty.
+
+    Fails when no group has emptied for ``patience`` seconds (many pid namespaces dying
+    at once on a loaded machine take a while together).
+    """
+    deadline = time.monotonic() + patience
+    left = list(groups)
+    while left:
+        for group in left:
+            signal_all(group)
+        still = [group for group in left if procs(group)]
+        if len(still) < len(left):
+            deadline = time.monotonic() + patience
+        elif time.monotonic() > deadline:
+            raise KernelError(f"processes in {still[0]} survive SIGKILL")
+        left = still
+        if left:
+            time.sleep(min(0.01, 0.0002 * len(left)))
 
 
 def remove_dir(group: Path, *, timeout: float = 5.0) -> None:

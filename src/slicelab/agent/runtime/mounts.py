@@ -6,11 +6,13 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from slicelab.agent.net.namespaces import in_parallel
 from slicelab.agent.runtime.errors import KernelError
 
-__all__ = ["is_mounted", "mount_overlay", "unmount"]
+__all__ = ["is_mounted", "mount_overlay", "unmount", "unmount_many"]
 
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -49,3 +51,10 @@ def unmount(target: Path) -> None:
             if code in (errno.EINVAL, errno.ENOENT):
                 return
             raise KernelError(f"cannot unmount {target}: {os.strerror(code)}")
+
+
+def unmount_many(targets: Sequence[Path]) -> None:
+    """:func:`unmount` of many targets in parallel threads (their waits overlap); only
+    those mounted here get a thread (sliver roots are mounted in the slivers' own mount
+    namespaces and go with them)."""
+    in_parallel(unmount, [target for target in targets if is_mounted(target)])

@@ -5,8 +5,10 @@ an owner: ``agent`` (control bridge, NAT table, cgroup parents, ip_forward),
 ``sliver:<id>`` or ``link:<id>``. ``ensure_*`` compare the spec's digest with the one the
 owner was completely built from: equal and healthy means nothing to do; otherwise what
 exists is torn down and built again. ``remove_*`` and :meth:`cleanup_all` unwind the
-ledger, newest first, by id. All names carry the agent's prefix and all files live under
-its state dir, so several agents can share a machine (each in its own network namespace).
+ledger by id, many owners at once, one kind of object at a time
+(:func:`~slicelab.agent.ledger.unwind_many`). All names carry the agent's prefix and all
+files live under its state dir, so several agents can share a machine (each in its own
+network namespace).
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from slicelab.agent.ledger import Ledger, Record, unwind
+from slicelab.agent.ledger import Ledger, Record, unwind, unwind_many
 from slicelab.agent.net import names, namespaces
 from slicelab.agent.net.batch import Batch, Peer
 from slicelab.agent.net.nat import Nft, dnat_rules, masquerade_rule, metadata_rule
 from slicelab.agent.net.netlink import Netlink
-from slicelab.agent.runtime import cgroups, process
+from slicelab.agent.runtime import cgroups, pairs, process
 from slicelab.agent.runtime.errors import KernelError
-from slicelab.agent.runtime.mounts import is_mounted, mount_overlay
-from slicelab.agent.runtime.removers import Deferred, make_removers, stop_groups
+from slicelab.agent.runtime.removers import (
+    empty_trash,
+    make_bulk_removers,
+    make_removers,
+    stop_groups,
+)
 from slicelab.agent.spec import (
     InterfaceSpec,
     LinkSpec,
@@ -45,6 +52,9 @@ __all__ = ["LINK_MTU", "NodeRuntime"]
 LINK_MTU = 1450  # room for VXLAN's 50 bytes on a 1500-byte underlay
 _AGENT = "agent"
 _FORWARD = "/proc/sys/net/ipv4/ip_forward"
+_SLIVER_ORDER = ("process", "cgroup", "mount", "dir", "nft-rules", "netns", "link", "qdisc")
+_LINK_ORDER = ("link", "fdb")
+_LAUNCH_CHUNK = 64  # inits forked and held at once before their cgroups are written
 
 
 def _sliver(sliver_id: str) -> str:
@@ -111,16 +121,37 @@ class NodeRuntime:
         self.net = Netlink()
         self.nft = Nft()
         self.cgroups = cgroups.select_driver(prefix=prefix, mode=cgroup_mode)
-        self._launcher = process.Launcher()
-        self._deferred = Deferred()
-        self._removers = make_removers(self.net, self.nft, self._deferred)
+        self._launcher = process.Launcher(detach=[namespaces.NETNS_DIR,
+                                                  state_dir / "slivers"])
+        self._removers = make_removers(self.net, self.nft)
+        self._trash = state_dir / "trash"
+        self._bulk = make_bulk_removers(self.net, self.nft, trash=self._trash)
+        self._sweeper: threading.Thread | None = None
+        self.pairs = pairs.Pairs(ledger=self.ledger, net=self.net, prefix=self.prefix,
+                                 mtu=LINK_MTU, removers=self._removers)
         self.table = names.table_name(prefix)
         self.control_bridge = names.ifname(prefix, "k", "control")
+        if self._trash.exists():
+            self._sweep()  # what a killed agent left in the trash
 
     def close(self) -> None:
-        self._launcher.reap()
+        self._launcher.close()
+        self.wait_reclaimed()
         self.net.close()
         self.ledger.close()
+
+    def wait_reclaimed(self) -> None:
+        """Wait until the files of removed slivers are deleted from the disk."""
+        if self._sweeper is not None:
+            self._sweeper.join()
+        empty_trash(self._trash)
+
+    def _sweep(self) -> None:
+        """Delete the trash's contents in a background thread (one at a time)."""
+        if self._sweeper is None or not self._sweeper.is_alive():
+            self._sweeper = threading.Thread(target=empty_trash, args=(self._trash,),
+                                             name="slicelab-trash", daemon=True)
+            self._sweeper.start()
 
     # slivers ------------------------------------------------------------------
     def ensure_sliver(self, spec: SliverSpec) -> SliverStatus:
@@ -145,7 +176,8 @@ class NodeRuntime:
         """Bring an intact sliver built from this spec up to date (True), or unwind it."""
         owner = _sliver(spec.sliver_id)
         digest = spec_digest(replace(spec, files=()))  # new identity files need no rebuild
-        if self.ledger.owner_digest(owner) == digest and self._intact(spec.sliver_id):
+        if (self.ledger.owner_digest(owner) == digest and self._intact(spec.sliver_id)
+                and self._links_match(spec)):
             self._write_files(spec)
             if self.status(spec.sliver_id).state is not SliverState.RUNNING:
                 self.start(spec.sliver_id)
@@ -155,24 +187,27 @@ class NodeRuntime:
         return False
 
     def remove_sliver(self, sliver_id: str) -> None:
-        owner = _sliver(sliver_id)
-        unwind(self.ledger, owner, self._removers)
-        self.ledger.drop_owner(owner)
-        self._launcher.reap()
+        self.remove_slivers([sliver_id])
 
     def remove_slivers(self, sliver_ids: Sequence[str]) -> None:
-        """:meth:`remove_sliver` of many: their processes killed in one pass first, and
-        their namespaces' veth ends awaited together at the end."""
-        for sliver_id in sliver_ids:
-            for group in self._groups(sliver_id):
-                cgroups.signal_all(group)
-        self._deferred.active = True
-        try:
-            for sliver_id in sliver_ids:
-                self.remove_sliver(sliver_id)
-        finally:
-            self._deferred.active = False
-            self._deferred.settle(self.net)
+        """Remove many slivers together, one kind of object at a time for all of them.
+
+        Every process killed, then awaited; the cgroup directories removed in one pass;
+        overlays and namespaces unmounted in parallel; the sliver directories renamed into
+        the trash (deleted by a background thread, see :meth:`wait_reclaimed`); the nft
+        rules deleted in one transaction; the veths deleted in one netlink batch as one
+        netdev group. The records are forgotten when all is done.
+        """
+        owners = [_sliver(sliver_id) for sliver_id in sliver_ids]
+        unwind_many(self.ledger, owners, self._removers, self._bulk, order=_SLIVER_ORDER)
+        self._drop(owners)
+        self._launcher.reap()
+        self._sweep()
+
+    def _drop(self, owners: Sequence[str]) -> None:
+        with self.ledger.transaction():
+            for owner in owners:
+                self.ledger.drop_owner(owner)
 
     def list_slivers(self) -> list[SliverStatus]:
         return [self.status(o.split(":", 1)[1]) for o in self.ledger.owners()
@@ -191,7 +226,8 @@ class NodeRuntime:
             sliver_id, state, init_pid=init, control_ip=self.ledger.address_of(owner),
             netns=names.netns_name(self.prefix, sliver_id),
             ssh_port=ports.data.get("first_port") if ports else None,
-            interfaces=tuple(r.data["inner"] for r in self._ifaces(owner)))
+            interfaces=(*(r.data["inner"] for r in self._ifaces(owner)),
+                        *(str(d["ifname"]) for d in self._direct(sliver_id))))
 
     def start(self, sliver_id: str) -> None:
         record = self._record(_sliver(sliver_id), "process", "init")
@@ -219,36 +255,57 @@ class NodeRuntime:
 
     # links ----------------------------------------------------------------------
     def ensure_link(self, spec: LinkSpec) -> LinkStatus:
+        """A link: a veth pair between its two members when both are on this host and
+        nothing else is on it, a VXLAN device inside its one local member's namespace when
+        the others are remote (:mod:`slicelab.agent.runtime.pairs`), else a bridge (with
+        VXLAN to the remote hosts) that the members' veths join."""
         owner = _link(spec.link_id)
         digest = spec_digest(spec)
         bridge = names.ifname(self.prefix, "b", spec.link_id)
-        record = self.ledger.find(owner, "link", bridge)
-        intact = record is not None and self.net.has_link(record.data.get("ifindex", -1), bridge)
-        if self.ledger.owner_digest(owner) != digest or not intact:
+        if self.ledger.owner_digest(owner) != digest or not self._link_intact(spec, bridge):
             unwind(self.ledger, owner, self._removers)
             self.ledger.mark_owner(owner, digest=digest, complete=False)
-            self._build_link(spec, bridge)
+            if pairs.kind_of(spec) == "bridge":
+                self._build_link(spec, bridge)
+            else:
+                self.pairs.declare(spec)
             self.ledger.mark_owner(owner, digest=digest, complete=True)
+        if pairs.kind_of(spec) == pairs.PAIR:
+            self.pairs.connect([spec.link_id], fresh=False)
         for iface in self._members(spec.link_id):
             self._attach(iface)
         return self.link_status(spec.link_id)
 
+    def _link_intact(self, spec: LinkSpec, bridge: str) -> bool:
+        if pairs.kind_of(spec) != "bridge":
+            return self.pairs.marker(spec.link_id, kind=pairs.kind_of(spec)) is not None
+        record = self.ledger.find(_link(spec.link_id), "link", bridge)
+        return record is not None and self.net.has_link(record.data.get("ifindex", -1), bridge)
+
     def remove_link(self, link_id: str) -> None:
-        owner = _link(link_id)
-        unwind(self.ledger, owner, self._removers)
-        self.ledger.drop_owner(owner)
+        self.remove_links([link_id])
+
+    def remove_links(self, link_ids: Sequence[str]) -> None:
+        """Remove many links together: their bridges and VXLAN devices deleted in one
+        netlink batch as one netdev group (one RCU grace period for all)."""
+        owners = [_link(link_id) for link_id in link_ids]
+        unwind_many(self.ledger, owners, self._removers, self._bulk, order=_LINK_ORDER)
+        self._drop(owners)
 
     def link_status(self, link_id: str) -> LinkStatus:
-        records = {r.name[len(self.prefix)]: r.name
-                   for r in self.ledger.records(_link(link_id)) if r.kind == "link"}
-        return LinkStatus(link_id, bool(records), records.get("b"), records.get("x"))
+        records = self.ledger.records(_link(link_id))
+        devices = {r.name[len(self.prefix)]: r.name for r in records
+                   if r.kind == "link" and "ns" not in r.data}
+        present = bool(devices) or any(r.kind in (pairs.PAIR, pairs.TUNNEL) for r in records)
+        return LinkStatus(link_id, present, devices.get("b"), devices.get("x"))
 
     def cleanup_all(self) -> None:
         """Remove everything this agent ever made (from the ledger), the agent's last."""
         owners = self.ledger.owners()
         self.remove_slivers([o.split(":", 1)[1] for o in owners if o.startswith("sliver:")])
+        self.remove_links([o.split(":", 1)[1] for o in owners if o.startswith("link:")])
         for owner in owners:
-            if owner != _AGENT and not owner.startswith("sliver:"):
+            if owner != _AGENT and not owner.startswith(("sliver:", "link:")):
                 unwind(self.ledger, owner, self._removers)
                 self.ledger.drop_owner(owner)
         unwind(self.ledger, _AGENT, self._removers)
@@ -304,19 +361,27 @@ class NodeRuntime:
     # building a sliver ----------------------------------------------------------------
     def _build_slivers(self, specs: Sequence[SliverSpec]) -> None:
         """Record every intent in one transaction, make the objects, mark them done in one."""
+        candidates = self._candidates()
         with self.ledger.transaction():
-            plans = [self._plan(spec) for spec in specs]
-        for spec, plan in zip(specs, plans, strict=True):
-            inside = self.net.open_netns(plan.ns)
-            try:
-                self._sliver_network(spec, plan, inside)
-            finally:
-                inside.close()
+            plans = [self._plan(spec, candidates) for spec in specs]
+        sockets: dict[str, socket.socket] = {}  # inside each namespace, for the pairs too
+        try:
+            for spec, plan in zip(specs, plans, strict=True):
+                sockets[plan.ns] = self.net.open_netns(plan.ns)
+                self._sliver_network(spec, plan, sockets[plan.ns])
+            self.pairs.connect([d["link_id"] for plan in plans
+                                for d in plan.netns.data.get("direct", [])],
+                               fresh=True, sockets=sockets)
+        finally:
+            for sock in sockets.values():
+                sock.close()
         self._forward_ports(specs, plans)
-        launched = [(spec, plan, self._prepare_and_start(spec)) for spec, plan in
-                    zip(specs, plans, strict=True)]
-        for spec, plan, launcher in launched:
-            self._await_init(spec.sliver_id, plan.process, launcher)
+        for start in range(0, len(specs), _LAUNCH_CHUNK):
+            chunk = list(zip(specs, plans, strict=True))[start:start + _LAUNCH_CHUNK]
+            held = self._launcher.spawn_many([self._prepare(spec) for spec, _ in chunk])
+            launchers = self._launcher.release(held)
+            self._await_inits([(spec.sliver_id, plan.process, launcher)
+                               for (spec, plan), launcher in zip(chunk, launchers, strict=True)])
         with self.ledger.transaction():
             for spec, plan in zip(specs, plans, strict=True):
                 for record in plan.records():
@@ -324,32 +389,37 @@ class NodeRuntime:
                 self.ledger.mark_owner(_sliver(spec.sliver_id), complete=True,
                                        digest=spec_digest(replace(spec, files=())))
 
-    def _prepare_and_start(self, spec: SliverSpec) -> int:
-        """Root file system, identity, cgroups and limits; then start the init."""
-        merged = self._rootfs(spec)
-        self._write_identity(spec, merged)
+    def _prepare(self, spec: SliverSpec) -> process.Launch:
+        """Root file system, identity, cgroups and limits: what the init's launcher needs
+        (forked held by :meth:`process.Launcher.spawn_many` until released)."""
+        self._write_identity(spec, self._rootfs(spec))
         for group in self.cgroups.dirs(spec.sliver_id):
             group.mkdir(exist_ok=True)
         self.cgroups.apply(spec.sliver_id, cgroups.Limits(
             cores=spec.cores, memory_bytes=spec.memory_mib << 20, pids_max=spec.pids_max))
-        return self._start_init(spec.sliver_id)
+        return self._launch_of(spec.sliver_id)
 
-    def _plan(self, spec: SliverSpec) -> _Plan:
+    def _plan(self, spec: SliverSpec, candidates: Iterator[str]) -> _Plan:
         owner = _sliver(spec.sliver_id)
         ns = names.netns_name(self.prefix, spec.sliver_id)
+        markers = [(iface, self.pairs.member(iface.link_id, spec.sliver_id))
+                   for iface in spec.interfaces]
+        direct = [pairs.end_data(iface, marker) for iface, marker in markers if marker]
         with self.ledger.transaction():
-            netns = self.ledger.begin(owner, "netns", ns)
-            address = self.ledger.take_address(owner, self._candidates())
+            netns = self.ledger.begin(owner, "netns", ns,
+                                      data={"direct": direct} if direct else None)
+            address = self.ledger.take_address(owner, candidates)
             control = self.ledger.begin(
                 owner, "link", names.ifname(self.prefix, "c", spec.sliver_id),
                 parent=netns.id, data={"address": address})
             ifaces = [self._plan_iface(spec.sliver_id, iface, ns, netns)
-                      for iface in spec.interfaces]
+                      for iface, marker in markers if marker is None]
             base = self.state_dir / "slivers" / spec.sliver_id
             rules = self.ledger.begin(owner, "nft-rules", self._comment(spec.sliver_id), data={
                 "table": self.table, "first_port": spec.ports.first_port})
             fs = [self.ledger.begin(owner, "dir", str(base)),
-                  self.ledger.begin(owner, "mount", str(base / "root"))]
+                  self.ledger.begin(owner, "mount", str(base / "root"),
+                                    data={"lower": str(spec.image_dir)})]
             groups = [str(g) for g in self.cgroups.dirs(spec.sliver_id)]
             fs += [self.ledger.begin(owner, "cgroup", g) for g in groups]
             process = self.ledger.begin(owner, "process", "init", data={"groups": groups})
@@ -361,6 +431,9 @@ class NodeRuntime:
         host = names.ifname(self.prefix, "v", f"{sliver_id}/{iface.link_id}")
         data = {"link_id": iface.link_id, "inner": iface.ifname, "ns_name": ns,
                 "capacity": iface.capacity_mbps}
+        tunnel = self.pairs.member(iface.link_id, sliver_id, kind=pairs.TUNNEL)
+        if tunnel is not None:
+            return self._plan_tunnel(iface, tunnel, data, netns)
         record = self.ledger.begin(owner, "link", host, parent=netns.id, data=data)
         bridge = self.ledger.find(_link(iface.link_id), "link",
                                   names.ifname(self.prefix, "b", iface.link_id))
@@ -371,6 +444,18 @@ class NodeRuntime:
                   for name, where in ((host, None), (iface.ifname, ns))] if capacity else []
         return _Iface(iface, record, bridge.data["ifindex"], qdiscs, capacity)
 
+    def _plan_tunnel(self, iface: InterfaceSpec, tunnel: Record, data: Mapping[str, object],
+                     netns: Record) -> _Iface:
+        """A VXLAN device inside the sliver's namespace, recorded there (it dies with it)."""
+        owner, ns = netns.owner, netns.name
+        capacity = iface.capacity_mbps or tunnel.data.get("capacity")
+        record = self.ledger.begin(owner, "link", iface.ifname, parent=netns.id, data={
+            **data, "ns": ns, "tunnel": True, "vni": tunnel.data["vni"],
+            "local_ip": tunnel.data["local_ip"], "remotes": tunnel.data["remotes"]})
+        qdiscs = ([self.ledger.begin(owner, "qdisc", iface.ifname, parent=record.id,
+                                     data={"ns": ns})] if capacity else [])
+        return _Iface(iface, record, None, qdiscs, capacity)
+
     def _sliver_network(self, spec: SliverSpec, plan: _Plan, inside: socket.socket) -> None:
         """Both veths of every interface in one host batch, the inner side in one more."""
         bridge = self._record(_AGENT, "link", self.control_bridge).data["ifindex"]
@@ -379,16 +464,26 @@ class NodeRuntime:
         try:
             host.add_veth(plan.control.name, peer=Peer("eth0", ns_fd), master=bridge)
             for item in plan.ifaces:
+                if item.record.data.get("tunnel"):
+                    data = item.record.data
+                    host.add_vxlan(item.spec.ifname, ns_fd=ns_fd, vni=data["vni"],
+                                   local_ip=data["local_ip"], mtu=LINK_MTU,
+                                   address=item.spec.mac)
+                    continue
                 host.add_veth(item.record.name, mtu=LINK_MTU, master=item.bridge,
                               peer=Peer(item.spec.ifname, ns_fd, mtu=LINK_MTU,
                                         address=item.spec.mac))
             _indexes(host, [(plan.control, "ifindex", plan.control.name)] +
-                     [(i.record, "ifindex", i.record.name) for i in plan.ifaces])
+                     [(i.record, "ifindex", i.record.name) for i in plan.ifaces
+                      if not i.record.data.get("tunnel")])
         finally:
             os.close(ns_fd)
         inner = self.net.batch(inside)
         _indexes(inner, [(plan.control, "inner_index", "eth0")] +
                  [(i.record, "inner_index", i.spec.ifname) for i in plan.ifaces])
+        for item in plan.ifaces:
+            if item.record.data.get("tunnel"):
+                item.record.data["ifindex"] = item.record.data["inner_index"]
         self._configure(spec, plan, host, inner)
 
     def _configure(self, spec: SliverSpec, plan: _Plan, host: Batch, inner: Batch) -> None:
@@ -402,13 +497,26 @@ class NodeRuntime:
             inner.set_link(inside, up=True)
             if item.spec.ipv4:
                 inner.add_address(inside, item.spec.ipv4)
-            if item.capacity:
+            if item.record.data.get("tunnel"):
+                self._configure_tunnel(item, inner)
+            elif item.capacity:
                 host.shape(index, item.capacity)
                 inner.shape(inside, item.capacity)
                 for qdisc, ifindex in zip(item.qdiscs, (index, inside), strict=True):
                     qdisc.data["ifindex"] = ifindex
         host.send()
         inner.send()
+
+    @staticmethod
+    def _configure_tunnel(item: _Iface, inner: Batch) -> None:
+        """Its remote hosts (head-end replication) and its tbf, inside the namespace."""
+        index = item.record.data["inner_index"]
+        for remote in item.record.data["remotes"]:
+            inner.add_remote(index, remote)
+        if item.capacity:
+            inner.shape(index, item.capacity)
+            for qdisc in item.qdiscs:
+                qdisc.data["ifindex"] = index
 
     def _attach(self, iface: Record) -> None:
         """Put a sliver's link interface on its link's bridge and shape both directions."""
@@ -456,57 +564,101 @@ class NodeRuntime:
         for (plan, rule), handle in zip(rules, handles, strict=True):
             plan.rules.data["rules"].append((rule["chain"], handle))
 
-    def _rootfs(self, spec: SliverSpec) -> Path:
-        base = self.state_dir / "slivers" / spec.sliver_id
-        base.mkdir(parents=True, exist_ok=True)
-        merged = base / "root"
-        mount_overlay(lower=spec.image_dir, upper=base / "upper", work=base / "work",
-                      target=merged)
-        return merged
+    def _overlay(self, sliver_id: str, lower: Path) -> process.Overlay:
+        base = self.state_dir / "slivers" / sliver_id
+        return process.Overlay(lower=lower, upper=base / "upper", work=base / "work",
+                               root=base / "root")
+
+    def _rootfs(self, spec: SliverSpec) -> process.Overlay:
+        """The overlay's directories; the init's launcher mounts it in its own mount
+        namespace (see :mod:`slicelab.agent.runtime.spawner`)."""
+        overlay = self._overlay(spec.sliver_id, spec.image_dir)
+        for path in (overlay.upper, overlay.work, overlay.root):
+            path.mkdir(parents=True, exist_ok=True)
+        return overlay
 
     def _write_files(self, spec: SliverSpec) -> None:
-        root = self.state_dir / "slivers" / spec.sliver_id / "root"
+        """The identity files, through the running init's root, else into the upper dir."""
+        init = self._init_pid(spec.sliver_id)
+        root = Path(f"/proc/{init}/root") if init else self._rootfs(spec).upper
+        (root / "etc/slicelab").mkdir(parents=True, exist_ok=True)
         for name, text in spec.files:
             target = root / "etc/slicelab" / name
             if not target.exists() or target.read_text() != text:
                 target.write_text(text)
 
-    def _write_identity(self, spec: SliverSpec, root: Path) -> None:
-        (root / "etc/hostname").write_text(spec.hostname + "\n")
+    @staticmethod
+    def _upper_dir(overlay: process.Overlay, relative: str) -> Path:
+        """A directory in the upper dir with the mode of the image's (the upper one's
+        attributes are what the sliver sees)."""
+        for depth in range(1, relative.count("/") + 2):
+            part = "/".join(relative.split("/")[:depth])
+            target = overlay.upper / part
+            if not target.is_dir():
+                image = overlay.lower / part
+                target.mkdir(mode=image.stat().st_mode & 0o7777 if image.is_dir() else 0o755)
+        return overlay.upper / relative
+
+    def _write_identity(self, spec: SliverSpec, overlay: process.Overlay) -> None:
+        """Identity files into the upper dir, before the overlay is mounted."""
+        etc = self._upper_dir(overlay, "etc")
+        (etc / "hostname").write_text(spec.hostname + "\n")
         short = spec.hostname.split(".")[0]
-        (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname} "
-                                        f"{short}\n")
-        (root / "etc/slicelab").mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname} "
+                                   f"{short}\n")
+        mine = self._upper_dir(overlay, "etc/slicelab")
         for name, text in spec.files:
-            (root / "etc/slicelab" / name).write_text(text)
-        ssh = root / "root/.ssh"
-        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (mine / name).write_text(text)
+        ssh = self._upper_dir(overlay, "root/.ssh")
+        ssh.chmod(0o700)
         keys = ssh / "authorized_keys"
         keys.write_text("".join(k.strip() + "\n" for k in spec.ssh_authorized_keys))
         keys.chmod(0o600)
 
     def _launch(self, sliver_id: str, record: Record) -> None:
-        self._await_init(sliver_id, record, self._start_init(sliver_id))
+        launcher = self._launcher.release([self._spawn_init(sliver_id)])[0]
+        self._await_init(sliver_id, record, launcher)
         self.ledger.finish(record)
 
-    def _start_init(self, sliver_id: str) -> int:
-        """Start the sliver's init; the pid of its launcher."""
+    def _spawn_init(self, sliver_id: str) -> process.Held:
+        """Fork the launcher of the sliver's init, held at its pipe."""
+        return self._launcher.spawn_many([self._launch_of(sliver_id)])[0]
+
+    def _launch_of(self, sliver_id: str) -> process.Launch:
         base = self.state_dir / "slivers" / sliver_id
-        if not is_mounted(base / "root"):
-            raise KernelError(f"the root filesystem of sliver {sliver_id} is not mounted")
-        self._launcher.reap()
-        return self._launcher.start(netns_path=namespaces.path_of(
-            names.netns_name(self.prefix, sliver_id)), rootfs=base / "root",
-            groups=self._groups(sliver_id), log=base / "console.log")
+        mount = self.ledger.find(_sliver(sliver_id), "mount", str(base / "root"))
+        if mount is None or "lower" not in mount.data or not (base / "upper").is_dir():
+            raise KernelError(f"the root filesystem of sliver {sliver_id} is missing")
+        return process.Launch(namespaces.path_of(names.netns_name(self.prefix, sliver_id)),
+                              self._overlay(sliver_id, Path(mount.data["lower"])),
+                              tuple(self._groups(sliver_id)), base / "console.log")
 
     def _await_init(self, sliver_id: str, record: Record, launcher: int) -> None:
-        """Wait until the init is PID 1 of its namespace; its pid and start time in record."""
-        deadline = time.monotonic() + 10
-        while (pid := self._init_pid(sliver_id)) is None:
-            if time.monotonic() > deadline or not process.alive(launcher):
-                raise KernelError(f"the init of sliver {sliver_id} did not start")
-            time.sleep(0.0005)
-        record.data.update(pid=pid, start=process.proc_start_time(pid))
+        self._await_inits([(sliver_id, record, launcher)])
+
+    def _await_inits(self, waiting: list[tuple[str, Record, int]], *,
+                     patience: float = 10.0) -> None:
+        """Wait until each init is PID 1 of its namespace; its pid and start time in its
+        record. Fails when a launcher dies, or when no init has started for ``patience``
+        seconds (many inits starting at once on a loaded machine take a while together)."""
+        deadline = time.monotonic() + patience
+        while waiting:
+            left = []
+            for sliver_id, record, launcher in waiting:
+                pid = process.init_of(launcher)
+                if pid is not None:
+                    record.data.update(pid=pid, start=process.proc_start_time(pid))
+                elif not process.alive(launcher):
+                    raise KernelError(f"the init of sliver {sliver_id} did not start")
+                else:
+                    left.append((sliver_id, record, launcher))
+            if len(left) < len(waiting):
+                deadline = time.monotonic() + patience
+            elif time.monotonic() > deadline:
+                raise KernelError(f"the init of sliver {left[0][0]} did not start")
+            waiting = left
+            if waiting:
+                time.sleep(min(0.005, 0.0005 * len(waiting)))
 
     # helpers -------------------------------------------------------------------------
     def _groups(self, sliver_id: str) -> list[Path]:
@@ -518,8 +670,28 @@ class NodeRuntime:
     def _intact(self, sliver_id: str) -> bool:
         base = self.state_dir / "slivers" / sliver_id
         return (self.net.netns_exists(names.netns_name(self.prefix, sliver_id))
-                and is_mounted(base / "root")
+                and (base / "upper").is_dir()
                 and all(g.exists() for g in self._groups(sliver_id)))
+
+    def _direct(self, sliver_id: str) -> list[dict[str, object]]:
+        """The sliver's ends of pair links (see :mod:`slicelab.agent.runtime.pairs`)."""
+        netns = self.ledger.find(_sliver(sliver_id), "netns",
+                                 names.netns_name(self.prefix, sliver_id))
+        return list(netns.data.get("direct", [])) if netns else []
+
+    def _links_match(self, spec: SliverSpec) -> bool:
+        """Whether each interface was built for its link's current kind."""
+        built = {str(d["link_id"]): pairs.PAIR for d in self._direct(spec.sliver_id)}
+        built.update({r.data["link_id"]: pairs.TUNNEL
+                      for r in self._ifaces(_sliver(spec.sliver_id)) if r.data.get("tunnel")})
+        return all(self._link_kind(i.link_id, spec.sliver_id) == built.get(i.link_id, "bridge")
+                   for i in spec.interfaces)
+
+    def _link_kind(self, link_id: str, sliver_id: str) -> str:
+        for kind in (pairs.PAIR, pairs.TUNNEL):
+            if self.pairs.member(link_id, sliver_id, kind=kind) is not None:
+                return kind
+        return "bridge"
 
     def _record(self, owner: str, kind: str, name: str) -> Record:
         record = self.ledger.find(owner, kind, name)
@@ -531,7 +703,9 @@ class NodeRuntime:
         return f"{self.prefix}:{sliver_id}:ports"
 
     def _candidates(self) -> Iterator[str]:
-        return (str(h) for h in self.subnet.hosts() if h != self.gateway)
+        """Free control addresses, lowest first (one iterator serves a whole build)."""
+        used = self.ledger.used_addresses()
+        return (str(h) for h in self.subnet.hosts() if h != self.gateway and str(h) not in used)
 
     # building a link -------------------------------------------------------------------
     def _build_link(self, spec: LinkSpec, bridge: str) -> None:

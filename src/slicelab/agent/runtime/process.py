@@ -1,9 +1,10 @@
 """Starting a sliver's init and running commands inside a sliver.
 
-:class:`Launcher` forks once, without starting a Python interpreter: the child waits on a
-pipe until the parent has written its pid into every cgroup of the sliver, joins the
+:class:`Launcher` has a small spawner process (:mod:`slicelab.agent.runtime.spawner`)
+fork each init's launcher; the launcher waits on a pipe until its pid is in every cgroup
+of the sliver, mounts the sliver's overlay root in a mount namespace of its own, joins the
 sliver's network namespace (``setns``) and execs
-util-linux ``unshare --mount --uts --ipc --pid --fork --root=<rootfs>``, so the sliver's
+util-linux ``unshare --uts --ipc --pid --fork --root=<rootfs>``, so the sliver's
 init (busybox init) is PID 1 of a new pid namespace, chrooted to the overlay root, and
 in its cgroups before its first instruction. :func:`run_inside` uses
 ``nsenter --target <init>`` with every namespace plus ``--root``/``--wd``, through
@@ -12,23 +13,26 @@ in its cgroups before its first instruction. :func:`run_inside` uses
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slicelab.agent.runtime.errors import KernelError, MissingPackage
 
-__all__ = ["Launcher", "alive", "find_init", "proc_start_time", "run_inside"]
+__all__ = ["Held", "Launch", "Launcher", "Overlay", "alive", "find_init", "init_of",
+           "proc_start_time", "run_inside"]
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "dumb"}
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_REPLY = 1 << 16
+_PER_REQUEST = 64  # descriptors in one message: at most 253 (SCM_MAX_FD)
 
 
 def _enter(groups: Sequence[Path], *extra: str) -> list[str]:
@@ -45,79 +49,149 @@ def _unshare() -> str:
     return found
 
 
-class Launcher:
-    """Starts sliver inits with one fork each (no interpreter) and reaps what it started.
+@dataclass(frozen=True)
+class Overlay:
+    """A sliver's root: the image (read-only), its own upper and work dirs, the mount point."""
 
-    The launched ``unshare`` process is a child of this process; when it ends (the sliver
-    stopped) :meth:`reap` collects it, so no zombie outlives the next call. A restarted
-    agent is no parent of the old inits; init (pid 1) reaps those.
+    lower: Path
+    upper: Path
+    work: Path
+    root: Path
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one init's launcher needs: the sliver's netns file, root, cgroups and log."""
+
+    netns_path: Path
+    overlay: Overlay
+    groups: tuple[Path, ...]
+    log: Path
+
+
+@dataclass(frozen=True)
+class Held:
+    """A launcher waiting at its pipe (in the spawner) until released: its pid."""
+
+    pid: int
+
+
+class Launcher:
+    """Starts sliver inits through :mod:`slicelab.agent.runtime.spawner`, a small process
+    started on first use (a fork of it costs far less than a fork of the agent).
+
+    Each init gets its own mount namespace with its overlay root mounted inside (copied
+    from the spawner's small namespace, not from the host's with every sliver's mounts),
+    so the root goes away with the sliver's last process. The spawner is the parent of the
+    ``unshare`` processes and lets the kernel reap them; it ends when this object is
+    closed or this process dies, and then every launcher still held exits unreleased.
     """
 
-    def __init__(self) -> None:
-        self._children: set[int] = set()
+    def __init__(self, *, detach: Sequence[Path] = ()) -> None:
+        self._detach = list(detach)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+
+    def _channel(self) -> socket.socket:
+        if self._sock is not None and self._proc is not None and self._proc.poll() is None:
+            return self._sock
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("spawner.py")),
+                "--socket", str(theirs.fileno())]
+        for directory in self._detach:
+            argv += ["--detach", str(directory)]
+        try:
+            self._proc = subprocess.Popen(argv, env=_ENV, pass_fds=[theirs.fileno()],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          start_new_session=True)
+        finally:
+            theirs.close()
+        self._sock = ours
+        if not json.loads(ours.recv(_REPLY) or b"{}").get("ready"):
+            self.close()
+            raise KernelError("the sliver launcher did not start")
+        return ours
+
+    def _ask(self, request: dict[str, object], fds: Sequence[int] = ()) -> dict[str, Any]:
+        sock = self._channel()
+        socket.send_fds(sock, [json.dumps(request).encode()], list(fds))
+        data = sock.recv(_REPLY)
+        if not data:
+            self.close()
+            raise KernelError("the sliver launcher ended")
+        reply: dict[str, Any] = json.loads(data)
+        if "error" in reply:
+            raise KernelError(f"the sliver launcher failed: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        """End the spawner (launchers still held exit unreleased)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
 
     def reap(self) -> None:
-        for pid in list(self._children):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                self._children.discard(pid)
+        """Nothing to collect here: the spawner's children are reaped by the kernel."""
 
-    def start(self, *, netns_path: Path, rootfs: Path, groups: Sequence[Path],
+    def start(self, *, netns_path: Path, overlay: Overlay, groups: Sequence[Path],
               log: Path) -> int:
         """Launch the sliver's init, in ``groups`` from its first instruction.
 
         Returns the pid of the ``unshare`` process (the init's parent, in the same groups).
         """
-        argv = [_unshare(), "--mount", "--uts", "--ipc", "--pid", "--fork",
-                "--propagation=private", f"--root={rootfs}", "--", "/bin/busybox", "init"]
-        fds = {"ns": os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC),
-               "log": os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                              0o600),
-               "null": os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)}
-        go_r, go_w = os.pipe()
+        return self.release([self.spawn(netns_path=netns_path, overlay=overlay,
+                                        groups=groups, log=log)])[0]
+
+    def spawn(self, *, netns_path: Path, overlay: Overlay, groups: Sequence[Path],
+              log: Path) -> Held:
+        """Fork the launcher of a sliver's init in the spawner; it waits until
+        :meth:`release`."""
+        return self.spawn_many([Launch(netns_path, overlay, tuple(groups), log)])[0]
+
+    def spawn_many(self, launches: Sequence[Launch]) -> list[Held]:
+        """:meth:`spawn` of many inits, up to 64 in each request to the spawner."""
+        if len(launches) > _PER_REQUEST:
+            return [held for start in range(0, len(launches), _PER_REQUEST)
+                    for held in self.spawn_many(launches[start:start + _PER_REQUEST])]
+        if not launches:
+            return []
+        items = [{"root": str(item.overlay.root), "lower": str(item.overlay.lower),
+                  "upper": str(item.overlay.upper), "work": str(item.overlay.work),
+                  "groups": [str(g) for g in item.groups], "log": str(item.log)}
+                 for item in launches]
+        fds: list[int] = []
         try:
-            child = os.fork()
-            if child == 0:  # pragma: no cover - the forked child execs or exits
-                _launcher(argv, fds, go_r=go_r, go_w=go_w)
-            self._children.add(child)
-            os.close(go_r)
-            return _release(child, groups, go_w)
+            for item in launches:
+                fds.append(os.open(item.netns_path, os.O_RDONLY | os.O_CLOEXEC))
+            reply = self._ask({"op": "spawn", "unshare": _unshare(),
+                               "init": ["/bin/busybox", "init"], "items": items}, fds)
         finally:
-            for fd in (*fds.values(), go_w):
+            for fd in fds:
                 os.close(fd)
+        return [Held(int(pid)) for pid in reply["pids"]]
 
+    def abandon(self, held: Sequence[Held]) -> None:
+        """Let held launchers go without releasing them: they exit."""
+        if held and self._sock is not None:
+            self._ask({"op": "abandon", "pids": [child.pid for child in held]})
 
-def _release(pid: int, groups: Sequence[Path], go_w: int) -> int:
-    """Put ``pid`` in its groups, then let it exec; kill it if that fails."""
-    try:
-        for group in groups:
-            (group / "cgroup.procs").write_text(str(pid))
-    except OSError as exc:
-        os.kill(pid, signal.SIGKILL)
-        raise KernelError(f"cannot put the sliver init in its cgroups: {exc}") from exc
-    os.write(go_w, b"1")
-    return pid
+    def release(self, held: Sequence[Held]) -> list[int]:
+        """Put every held launcher in its cgroups (one tight loop in the spawner: cgroup
+        migrations back to back share the kernel's grace periods), then let them all
+        exec; their pids.
 
-
-def _launcher(argv: list[str], fds: dict[str, int], *, go_r: int,
-              go_w: int) -> None:  # pragma: no cover - forked child
-    """Wait until in the cgroups, join the netns, exec ``unshare`` (a new session)."""
-    try:
-        os.close(go_w)
-        os.setsid()
-        if os.read(go_r, 1) != b"1":
-            os._exit(1)  # the parent gave up (or died): never run outside the cgroups
-        if _libc.setns(fds["ns"], _CLONE_NEWNET) != 0:
-            os._exit(2)
-        os.dup2(fds["null"], 0)
-        os.dup2(fds["log"], 1)
-        os.dup2(fds["log"], 2)
-        os.execve(argv[0], argv, _ENV)
-    finally:
-        os._exit(127)
+        A launcher that cannot be placed is killed, the others go on, and the first
+        failure is raised after all are released.
+        """
+        failed = self._ask({"op": "release", "pids": [child.pid for child in held]})["failed"]
+        if failed:
+            pid, error = next(iter(failed.items()))
+            raise KernelError(f"cannot put the sliver init {pid} in its cgroups: {error}")
+        return [child.pid for child in held]
 
 
 def _ns_pids(pid: int) -> list[str]:
@@ -138,6 +212,16 @@ def find_init(pids: Sequence[int]) -> int | None:
         if len(ns) >= 2 and ns[-1] == "1":
             return pid
     return None
+
+
+def init_of(launcher: int) -> int | None:
+    """The init started by ``launcher`` (its child, PID 1 of a new pid namespace), if any."""
+    try:
+        with open(f"/proc/{launcher}/task/{launcher}/children") as children:
+            pids = [int(p) for p in children.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return find_init(pids)
 
 
 def alive(pid: int) -> bool:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 
-__all__ = ["ChangeNotifier"]
+__all__ = ["FRESH", "ChangeNotifier", "Checked"]
+
+FRESH = 30.0  # seconds a check of a node's desired state spares the next polls the database
 
 
 class ChangeNotifier:
@@ -62,3 +65,35 @@ class ChangeNotifier:
         except TimeoutError:
             return False
         return True
+
+
+class Checked:
+    """When each node's desired state was last found unchanged, so that the polls after it
+    need no database: a check stands while the event taken before it is still pending (no
+    notification for the node since) and for at most ``fresh`` seconds, the bound on how
+    late a poll sees what nothing here notifies (another server process's writes, a new
+    version of an image name). Used on the event loop only.
+    """
+
+    def __init__(
+        self, *, fresh: float = FRESH, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.fresh, self._clock = fresh, clock
+        self._checked: dict[str, tuple[asyncio.Event, int, float]] = {}
+
+    def record(self, key: str, event: asyncio.Event, generation: int) -> None:
+        """``key``'s document was at ``generation`` after ``event`` was taken."""
+        self._checked[key] = (event, generation, self._clock())
+
+    def unchanged(self, key: str, event: asyncio.Event, after: int) -> bool:
+        """True if the last check of ``key`` still says nothing newer than ``after``."""
+        found = self._checked.get(key)
+        if found is None:
+            return False
+        checked_event, generation, at = found
+        return (
+            checked_event is event
+            and not event.is_set()
+            and generation <= after
+            and self._clock() - at < self.fresh
+        )

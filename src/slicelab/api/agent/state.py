@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -14,13 +15,14 @@ from slicelab.domain.roles import Caller
 from slicelab.identity.nodekey import NonceCache
 from slicelab.services.heartbeats import HeartbeatBatcher, SqlHeartbeatSink
 from slicelab.services.images import image_resolver
+from slicelab.services.nodes import NodeKeys
 from slicelab.services.provisioning import AggregateContext, KeyBox
 from slicelab.services.tokens import authenticate
 from slicelab.settings import Settings
 from slicelab.store.uow import UnitOfWorkFactory
 
 from .images import ImageRegistry
-from .notify import ChangeNotifier
+from .notify import ChangeNotifier, Checked
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -45,6 +47,8 @@ class AggregateState:
     images: ImageRegistry
     uow_factory: UnitOfWorkFactory
     public_url: str | None = None
+    keys: NodeKeys = field(default_factory=NodeKeys)
+    checked: Checked = field(default_factory=Checked)
 
 
 def data_dir(settings: Settings) -> Path:
@@ -58,21 +62,40 @@ def data_dir(settings: Settings) -> Path:
     return Path(base) / "slicelab"
 
 
-def make_state(settings: Settings, uow_factory: UnitOfWorkFactory, *,
-               root: Path | None = None, domain: str = "slicelab.test") -> AggregateState:
+def make_state(
+    settings: Settings,
+    uow_factory: UnitOfWorkFactory,
+    *,
+    root: Path | None = None,
+    domain: str = "slicelab.test",
+) -> AggregateState:
     """The aggregate's shared state; its heartbeat batcher is started here and stopped with
     the app (:func:`install_aggregate`)."""
     root = root or data_dir(settings)
-    notifier = ChangeNotifier()
+    notifier, keys = ChangeNotifier(), NodeKeys()
     heartbeats = HeartbeatBatcher(SqlHeartbeatSink(uow_factory))
     heartbeats.start()
-    ctx = AggregateContext(authority=settings.authority, domain=domain,
-                           keybox=KeyBox.from_file(root / "aggregate.secret"),
-                           notify=notifier.notify,
-                           resolve_image=image_resolver(root / "imagestore"),
-                           heartbeats=heartbeats)
-    return AggregateState(ctx=ctx, notifier=notifier, nonces=NonceCache(),
-                          images=ImageRegistry(root / "images"), uow_factory=uow_factory)
+
+    def notify(node_ids: Collection[str]) -> None:
+        keys.forget(node_ids)  # a node whose state changed is read again at its next request
+        notifier.notify(node_ids)
+
+    ctx = AggregateContext(
+        authority=settings.authority,
+        domain=domain,
+        keybox=KeyBox.from_file(root / "aggregate.secret"),
+        notify=notify,
+        resolve_image=image_resolver(root / "imagestore"),
+        heartbeats=heartbeats,
+    )
+    return AggregateState(
+        ctx=ctx,
+        notifier=notifier,
+        nonces=NonceCache(),
+        images=ImageRegistry(root / "images"),
+        uow_factory=uow_factory,
+        keys=keys,
+    )
 
 
 def stop_heartbeats(state: AggregateState) -> None:
@@ -94,14 +117,21 @@ def brief_caller(request: Request) -> Caller:
     if not scheme:
         return Caller(client_ip=client_ip)
     if scheme.lower() != "bearer" or not secret.strip():
-        raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'",
-                                   field="Authorization")
+        raise AuthenticationFailed(
+            "the Authorization header must be 'Bearer <token>'", field="Authorization"
+        )
     with aggregate_state(request).uow_factory() as uow:
         return authenticate(uow, secret.strip(), client_ip=client_ip)
 
 
-def install_aggregate(app: FastAPI, settings: Settings, uow_factory: UnitOfWorkFactory, *,
-                      api: APIRouter, state: AggregateState | None = None) -> None:
+def install_aggregate(
+    app: FastAPI,
+    settings: Settings,
+    uow_factory: UnitOfWorkFactory,
+    *,
+    api: APIRouter,
+    state: AggregateState | None = None,
+) -> None:
     """Add the operator and slice routes to ``api`` and mount the node channel."""
     from slicelab.api.rest.images import install_images
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from slicelab.domain.errors import InvalidInput
 from slicelab.services import allocation as alloc
@@ -26,7 +27,7 @@ from slicelab.store.leases import LeaseRow
 
 from ..agent.models import SliceStatusOut, SliverOut
 from ..agent.state import AggregateState, aggregate_state
-from ..deps import CallerDep, UowDep
+from ..deps import CallerDep, ReadCallerDep, ReadUowDep, UowDep
 from .models import ProjectName, SliceName
 
 __all__ = ["AllocateIn", "AllocatedOut", "LeaseOut", "SlotIn", "SlotOut", "router"]
@@ -118,8 +119,8 @@ def _status(uow: UowDep, caller: CallerDep, project: str, name: str) -> SliceSta
 @router.post("/projects/{project}/slices/{name}/allocate", response_model=AllocatedOut,
              summary="Allocate a topology or request RSpec for a lease (GENI Allocate)",
              responses={409: {"description": "Does not fit; the diagnosis says why"}})
-async def allocate(project: ProjectPath, name: SlicePath, request: Request, uow: UowDep,
-                   caller: CallerDep, state: StateDep,
+async def allocate(project: ProjectPath, name: SlicePath, request: Request, uow: ReadUowDep,
+                   caller: ReadCallerDep, state: StateDep,
                    start: Annotated[datetime | None, Query()] = None,
                    end: Annotated[datetime | None, Query()] = None,
                    duration: Annotated[str | None, Query(max_length=32)] = None) -> Any:
@@ -129,10 +130,12 @@ async def allocate(project: ProjectPath, name: SlicePath, request: Request, uow:
         data, start, end, duration = body.topology, body.start, body.end, body.duration
     when = _window(start, end, duration)
     offer = alloc.aggregate_offer(state.ctx, [i.name for i in state.images.list()])
-    done = alloc.allocate(uow, state.ctx, caller, project, name, data, when=when, offer=offer)
+    # the allocation engine batches concurrent requests: wait for it off the event loop
+    done = await run_in_threadpool(alloc.allocate, uow, state.ctx, caller, project, name, data,
+                                   when=when, offer=offer)
     manifest = done.manifest.decode() if done.manifest else None
-    return AllocatedOut(lease=LeaseOut.of(done.lease), manifest=manifest,
-                        status=_status(uow, caller, project, name))
+    status = await run_in_threadpool(_status, uow, caller, project, name)
+    return AllocatedOut(lease=LeaseOut.of(done.lease), manifest=manifest, status=status)
 
 
 @router.post("/projects/{project}/slices/{name}/provision", response_model=SliceStatusOut,

@@ -79,10 +79,19 @@ class ImageInfoOut(BaseModel):
 
     @classmethod
     def of(cls, info: ImageInfo) -> ImageInfoOut:
-        return cls(name=info.name, version=info.version, manifest=info.manifest, kind=info.kind,
-                   deprecated=info.deprecated, current=info.current, size=info.size,
-                   chunks=info.chunks, files=info.chunks, bytes=info.size,
-                   registered=datetime.fromtimestamp(info.registered, UTC))
+        return cls(
+            name=info.name,
+            version=info.version,
+            manifest=info.manifest,
+            kind=info.kind,
+            deprecated=info.deprecated,
+            current=info.current,
+            size=info.size,
+            chunks=info.chunks,
+            files=info.chunks,
+            bytes=info.size,
+            registered=datetime.fromtimestamp(info.registered, UTC),
+        )
 
 
 class UploadStarted(BaseModel):
@@ -102,7 +111,7 @@ def _by_method(request: Request, caller: BriefCaller) -> None:
     authorize_images(caller, write=write)
 
 
-def _node_reads(request: Request, node: NodeDep) -> Node:
+async def _node_reads(request: Request, node: NodeDep) -> Node:  # no worker thread
     if request.method not in _READS and not request.url.path.endswith(_READING_POSTS):
         raise PermissionDenied("nodes may only read the image store")
     return node
@@ -110,8 +119,9 @@ def _node_reads(request: Request, node: NodeDep) -> Node:
 
 def _people_routes(router: APIRouter) -> None:
     @router.get("/images", summary="List images and files")
-    def list_images(caller: BriefCaller, service: ServiceDep,
-                    kind: Literal["image", "file"] | None = None) -> list[ImageInfoOut]:
+    def list_images(
+        caller: BriefCaller, service: ServiceDep, kind: Literal["image", "file"] | None = None
+    ) -> list[ImageInfoOut]:
         authorize_images(caller, write=False)
         return [ImageInfoOut.of(i) for i in service.entries(kind=kind)]
 
@@ -121,38 +131,48 @@ def _people_routes(router: APIRouter) -> None:
         return [ImageInfoOut.of(i) for i in service.versions(name)]
 
     @router.get("/images/{name}/{version}", summary="One version ('current' for the current)")
-    def show(name: str, version: str, caller: BriefCaller,
-             service: ServiceDep) -> ImageInfoOut:
+    def show(name: str, version: str, caller: BriefCaller, service: ServiceDep) -> ImageInfoOut:
         authorize_images(caller, write=False)
         return ImageInfoOut.of(service.show(name, None if version == "current" else version))
 
-    @router.post("/images/{recipe}/build", status_code=201,
-                 summary="Build an image at the server: minimal or debian (debootstrap)")
-    async def build(recipe: str, caller: BriefCaller, service: ServiceDep,
-                    name: str | None = None) -> ImageInfoOut:
+    @router.post(
+        "/images/{recipe}/build",
+        status_code=201,
+        summary="Build an image at the server: minimal or debian (debootstrap)",
+    )
+    async def build(
+        recipe: str, caller: BriefCaller, service: ServiceDep, name: str | None = None
+    ) -> ImageInfoOut:
         authorize_images(caller, write=True)
         return ImageInfoOut.of(await run_in_threadpool(service.build, recipe, name=name))
 
-    @router.post("/images/uploads", status_code=201, response_model=UploadStarted,
-                 summary="Start or resume an upload: the body is the canonical manifest")
-    async def begin(request: Request, caller: BriefCaller, service: ServiceDep,
-                    kind: Literal["image", "file"] = "image") -> UploadStarted:
+    @router.post(
+        "/images/uploads",
+        status_code=201,
+        response_model=UploadStarted,
+        summary="Start or resume an upload: the body is the canonical manifest",
+    )
+    async def begin(
+        request: Request,
+        caller: BriefCaller,
+        service: ServiceDep,
+        kind: Literal["image", "file"] = "image",
+    ) -> UploadStarted:
         authorize_images(caller, write=True)
         raw = await _body(request)
         status = await run_in_threadpool(service.begin_upload, raw, kind=kind)
-        return UploadStarted(id=status.id, complete=status.complete,
-                             missing=list(status.missing))
+        return UploadStarted(id=status.id, complete=status.complete, missing=list(status.missing))
 
     @router.delete("/images/{name}", summary="Deprecate a name; it goes once unused")
-    def remove(name: str, uow: UowDep, caller: CallerDep,
-               service: ServiceDep) -> list[ImageInfoOut]:
+    def remove(
+        name: str, uow: UowDep, caller: CallerDep, service: ServiceDep
+    ) -> list[ImageInfoOut]:
         authorize_images(caller, write=True)
         used = images_in_use(uow, now=datetime.now(UTC))
         return [ImageInfoOut.of(i) for i in service.remove(name, in_use=used)]
 
     @router.get("/nodes/{name}/images", summary="A node's image cache and downloads")
-    def node_cache(name: str, uow: UowDep, caller: CallerDep,
-                   service: ServiceDep) -> NodeCacheOut:
+    def node_cache(name: str, uow: UowDep, caller: CallerDep, service: ServiceDep) -> NodeCacheOut:
         authorize_images(caller, write=False)
         node = uow.aggregate.nodes.by_name(name)
         return _cache_out(service, node)
@@ -176,8 +196,9 @@ def _cache_out(service: ImageService, node: Node) -> NodeCacheOut:
         doc = json.loads(_cache_file(service, node).read_bytes())
     except FileNotFoundError:
         return NodeCacheOut(node=node.name, reported=None, cache={})
-    return NodeCacheOut(node=node.name, reported=datetime.fromtimestamp(doc["at"], UTC),
-                        cache=doc["cache"])
+    return NodeCacheOut(
+        node=node.name, reported=datetime.fromtimestamp(doc["at"], UTC), cache=doc["cache"]
+    )
 
 
 def _agent_routes(router: APIRouter) -> None:
@@ -192,8 +213,9 @@ def _agent_routes(router: APIRouter) -> None:
         raw = json.dumps({"at": datetime.now(UTC).timestamp(), "cache": cache}).encode()
         path = _cache_file(service, node)
         path.parent.mkdir(exist_ok=True)
-        await run_in_threadpool(atomic_write, path, raw, tmp_dir=service.store.chunks.tmp,
-                                durable=False)
+        await run_in_threadpool(
+            atomic_write, path, raw, tmp_dir=service.store.chunks.tmp, durable=False
+        )
 
 
 def install_images(app: FastAPI, *, api: APIRouter) -> ImageService:
@@ -208,13 +230,18 @@ def install_images(app: FastAPI, *, api: APIRouter) -> ImageService:
     people = APIRouter(tags=["images"])
     _people_routes(people)
     api.include_router(people)
-    api.include_router(make_router(service.store), dependencies=[Depends(_by_method)],
-                       include_in_schema=False)
+    api.include_router(
+        make_router(service.store), dependencies=[Depends(_by_method)], include_in_schema=False
+    )
     nodes = APIRouter(tags=["node channel"])
     _agent_routes(nodes)
     app.include_router(nodes, prefix=STORE_PREFIX)
-    app.include_router(make_router(service.store), prefix=STORE_PREFIX,
-                       dependencies=[Depends(_node_reads)], include_in_schema=False)
+    app.include_router(
+        make_router(service.store),
+        prefix=STORE_PREFIX,
+        dependencies=[Depends(_node_reads)],
+        include_in_schema=False,
+    )
     return service
 
 

@@ -26,7 +26,7 @@ from slicelab.store.leases import SitePolicy
 
 from ..agent.models import SiteName
 from ..agent.state import AggregateState
-from ..deps import CallerDep, UowDep
+from ..deps import CallerDep, ReadCallerDep, ReadUowDep, UowDep
 from .allocation import LeaseOut
 from .models import ProjectName, SliceName
 
@@ -77,8 +77,8 @@ class RenewedOut(BaseModel):
 
 @router.get("/projects/{project}/slices/{name}/leases", response_model=list[SliceLeaseOut],
             summary="The slice's active leases, each sliver with its expiry")
-def leases(project: ProjectPath, name: SlicePath, uow: UowDep,
-           caller: CallerDep) -> list[SliceLeaseOut]:
+def leases(project: ProjectPath, name: SlicePath, uow: ReadUowDep,
+           caller: ReadCallerDep) -> list[SliceLeaseOut]:
     item = slice_for(uow, caller, OP.LEASE_LIST, project, name)
     assert item.id is not None
     rows = {r.id: r for r in uow.aggregate.slivers.of_slice(item.id)}
@@ -138,7 +138,7 @@ def _text(span: timedelta | None) -> str | None:
 
 @router.get("/projects/{project}/quota", response_model=QuotaIO,
             summary="The project's quota (null: no limit)")
-def get_quota(project: ProjectPath, uow: UowDep, caller: CallerDep) -> QuotaIO:
+def get_quota(project: ProjectPath, uow: ReadUowDep, caller: ReadCallerDep) -> QuotaIO:
     return QuotaIO.of(quota_service.get_quota(uow, caller, project))
 
 
@@ -174,7 +174,7 @@ class SiteLimitsIO(BaseModel):
 
 @router.get("/sites/{site}/limits", response_model=SiteLimitsIO,
             summary="The site's limits on every slice (null: no limit)")
-def get_limits(site: SiteParam, uow: UowDep, caller: CallerDep) -> SiteLimitsIO:
+def get_limits(site: SiteParam, uow: ReadUowDep, caller: ReadCallerDep) -> SiteLimitsIO:
     return SiteLimitsIO.of(quota_service.get_site_policy(uow, caller, site))
 
 

@@ -26,7 +26,7 @@ from slicelab.rspec.document import MAX_RSPEC_BYTES
 from slicelab.services import inventory as service
 from slicelab.services.audit import utcnow
 
-from ..deps import CallerDep, SettingsDep, UowDep
+from ..deps import CallerDep, ReadCallerDep, ReadUowDep, SettingsDep
 
 __all__ = ["XML_TYPES", "router"]
 
@@ -102,7 +102,7 @@ def _site_out(site: service.SiteResources) -> SiteResourcesOut:
 
 
 @router.get("/resources", summary="What is free per site and node, now or over a window")
-def resources(uow: UowDep, caller: CallerDep,
+def resources(uow: ReadUowDep, caller: ReadCallerDep,
               start: Annotated[datetime | None, Query(alias="from",
                                                       description="window start (default now)")
                                ] = None,
@@ -123,7 +123,7 @@ def _wants_xml(request: Request) -> bool:
 
 @router.get("/advertisement", summary="The GENI v3 advertisement RSpec (XML) or its JSON",
             responses={200: {"content": {"application/xml": {}, "application/json": {}}}})
-def advertisement(request: Request, uow: UowDep, caller: CallerDep,
+def advertisement(request: Request, uow: ReadUowDep, caller: ReadCallerDep,
                   settings: SettingsDep) -> Response:
     now = utcnow().replace(microsecond=0)
     inv = service.advertisement(uow, caller, authority=settings.authority, now=now)

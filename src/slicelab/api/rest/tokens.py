@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter
 
 from slicelab.services import tokens as service
 
-from ..deps import CallerDep, PagingDep, UowDep
-from .models import PageOut, TokenCreated, TokenIn, TokenOut, page_of
+from ..deps import CallerDep, UowDep
+from .models import PageOut, TokenCreated, TokenIn, TokenOut
+from .owned import add_owned_routes
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["tokens"])
-IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.post("/tokens", status_code=201, summary="Issue an API token (its secret is shown once)")
@@ -24,13 +22,16 @@ def issue_token(body: TokenIn, uow: UowDep, caller: CallerDep) -> TokenCreated:
     return TokenCreated(id=token.id, name=token.name, token=secret, expires=token.expires)
 
 
-@router.get("/tokens", summary="List the caller's API tokens (never their secrets)")
-def list_tokens(uow: UowDep, caller: CallerDep, paging: PagingDep) -> PageOut[TokenOut]:
-    page = service.list_tokens(uow, caller, limit=paging.limit, offset=paging.offset)
-    return page_of(page, [TokenOut.of(t) for t in page.items])
-
-
-@router.delete("/tokens/{id}", status_code=204, response_class=Response,
-               summary="Revoke one of the caller's API tokens")
-def revoke_token(id: IdPath, uow: UowDep, caller: CallerDep) -> None:
-    service.revoke_token(uow, caller, id)
+add_owned_routes(
+    router,
+    path="/tokens",
+    out=TokenOut.of,
+    page=PageOut[TokenOut],
+    lister=service.list_tokens,
+    remover=service.revoke_token,
+    names=("list_tokens", "revoke_token"),
+    summaries=(
+        "List the caller's API tokens (never their secrets)",
+        "Revoke one of the caller's API tokens",
+    ),
+)

@@ -1,0 +1,190 @@
+"""The allocation engine: concurrent jobs batched into few transactions, each placed whole or
+refused with its own diagnosis, never more booked than fits, the free-node index current;
+two engines with snapshots of their own on one database (as two server processes) never
+double-book and see each other's leases, renewals and releases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from test_lease_world import World, one_node
+
+from slicelab.domain.calendar import Window
+from slicelab.domain.errors import InsufficientResources
+from slicelab.services.booking import AllocationEngine, Batch
+from slicelab.services.inventory import index_nodes
+from slicelab.services.leases import Renewal, renew_lease
+from slicelab.services.topology_apply import (
+    ALLOCATED,
+    parse_topology,
+    release_slice,
+    write_topology,
+)
+from slicelab.store.engine import make_engine
+from slicelab.store.leases import LeaseRow
+from slicelab.store.uow import UnitOfWorkFactory, unit_of_work_factory
+
+HOUR = timedelta(hours=1)
+
+
+def _book(name: str, window: Window, cores: int = 1) -> Callable[[Batch], LeaseRow]:
+    topology = parse_topology(one_node(cores=cores))
+
+    def job(batch: Batch) -> LeaseRow:
+        item = batch.uow.slices.get("p", name)
+        lease, _ = batch.book(item, topology, window, sliver_ids={"n1": f"s-{name}"})
+        return lease
+    return job
+
+
+def _outcome(engine: AllocationEngine, job: Callable[[Batch], Any]) -> str:
+    try:
+        engine.run(job, timeout=120)
+    except InsufficientResources:
+        return "refused"
+    return "granted"
+
+
+@pytest.fixture
+def second(database: tuple[str, str | None], engine: Engine) -> Iterator[UnitOfWorkFactory]:
+    """Units of work on a database engine of their own, as in another server process."""
+    url, schema = database
+    other = make_engine(url, schema=schema)
+    try:
+        yield unit_of_work_factory(other)
+    finally:
+        other.dispose()
+
+
+@pytest.fixture
+def engines(uow_factory: UnitOfWorkFactory, second: UnitOfWorkFactory
+            ) -> Iterator[tuple[AllocationEngine, AllocationEngine]]:
+    pair = (AllocationEngine(uow_factory), AllocationEngine(second))
+    for e in pair:
+        e.start()
+    try:
+        yield pair
+    finally:
+        for e in pair:
+            e.stop()
+
+
+def _index(uow_factory: UnitOfWorkFactory) -> None:
+    with uow_factory() as uow:
+        index_nodes(uow)
+        uow.commit()
+
+
+def test_concurrent_jobs_are_batched_and_never_overbook(uow_factory: UnitOfWorkFactory) -> None:
+    world = World(uow_factory, slices=30)  # 3 hosts x 4 cores
+    _index(uow_factory)
+    engine = AllocationEngine(uow_factory)
+    engine.start()
+    window = Window.of(datetime.now(UTC) + HOUR, HOUR)
+    try:
+        with ThreadPoolExecutor(30) as pool:
+            outcomes = list(pool.map(lambda k: _outcome(engine, _book(f"s{k}", window)),
+                                     range(30)))
+    finally:
+        engine.stop()
+    assert outcomes.count("granted") == 12
+    assert engine.batches < 30
+    world.assert_never_oversubscribed()
+    with uow_factory() as uow:
+        free = uow.inventory.free_nodes(parse_topology(one_node()).nodes[0].resources)
+    assert free == []  # the index knows every host is full from now on
+
+
+def test_a_failing_job_is_rolled_back_alone(uow_factory: UnitOfWorkFactory) -> None:
+    world = World(uow_factory, slices=2)
+    _index(uow_factory)
+    engine = AllocationEngine(uow_factory)
+    engine.start()
+    window = Window.of(datetime.now(UTC) + HOUR, HOUR)
+    book = _book("s0", window, cores=4)
+
+    def broken(batch: Batch) -> None:
+        book(batch)
+        raise RuntimeError("the job fails after booking")
+
+    try:
+        with pytest.raises(RuntimeError):
+            engine.run(broken, timeout=60)
+        assert world.rows() == []
+        for k in range(3):  # the snapshot let go of the broken job's booking too
+            engine.run(_book("s1", window, cores=4) if k == 0 else _book("s0", window, 4),
+                       timeout=60)
+    finally:
+        engine.stop()
+    assert len(world.rows()) == 3
+    world.assert_never_oversubscribed()
+
+
+def test_two_engines_never_double_book(uow_factory: UnitOfWorkFactory,
+                                       engines: tuple[AllocationEngine, AllocationEngine]
+                                       ) -> None:
+    world = World(uow_factory, slices=40)
+    _index(uow_factory)
+    window = Window.of(datetime.now(UTC) + HOUR, HOUR)
+    for e in engines:
+        e.warm()  # both snapshots are loaded before either books: each must catch up
+    with ThreadPoolExecutor(40) as pool:
+        outcomes = list(pool.map(
+            lambda k: _outcome(engines[k % 2], _book(f"s{k}", window)), range(40)))
+    assert outcomes.count("granted") == 12
+    assert len(world.rows()) == 12
+    world.assert_never_oversubscribed()
+
+
+def test_renewals_and_releases_of_one_are_seen_by_the_other(
+        uow_factory: UnitOfWorkFactory,
+        engines: tuple[AllocationEngine, AllocationEngine]) -> None:
+    world = World(uow_factory, hosts=1, slices=3)
+    _index(uow_factory)
+    first, other = engines
+    start = datetime.now(UTC) + HOUR
+    other.warm()
+    lease = first.run(_book("s0", Window.of(start, HOUR), cores=4), timeout=60)
+    assert _outcome(other, _book("s1", Window.of(start, HOUR), cores=4)) == "refused"
+    with uow_factory() as uow:
+        renew_lease(uow, uow.slices.get("p", "s0"), lease.id, Renewal(by=HOUR))
+    assert _outcome(other, _book("s1", Window.of(start + HOUR, HOUR), cores=4)) == "refused"
+    with uow_factory() as uow:
+        release_slice(uow, world.ctx, world.caller, "p", "s0")
+    assert _outcome(other, _book("s1", Window.of(start, HOUR), cores=4)) == "granted"
+    assert _outcome(first, _book("s2", Window.of(start, HOUR), cores=4)) == "refused"
+    world.assert_never_oversubscribed()
+
+
+def test_a_failed_job_gives_back_the_subnet_it_named(uow_factory: UnitOfWorkFactory) -> None:
+    world = World(uow_factory, slices=2)
+    _index(uow_factory)
+    named = {"nodes": [{"name": "a"}, {"name": "b"}],
+             "links": [{"name": "l1", "members": ["a:10.30.0.1/24", "b"]}]}
+    window = Window.of(datetime.now(UTC) + HOUR, HOUR)
+    engine = AllocationEngine(uow_factory)
+    engine.start()
+
+    def job(name: str, *, fail: bool) -> Callable[[Batch], Any]:
+        def run(batch: Batch) -> Any:
+            item = batch.uow.slices.get("p", name)
+            written = write_topology(batch, world.ctx, item, parse_topology(named),
+                                     state=ALLOCATED, window=window, additive=True)
+            if fail:
+                raise RuntimeError("refused after the links were allocated")
+            return written
+        return run
+
+    try:
+        with pytest.raises(RuntimeError):
+            engine.run(job("s0", fail=True), timeout=60)
+        written = engine.run(job("s1", fail=False), timeout=60)
+    finally:
+        engine.stop()
+    assert [lk.subnet for lk in written.links] == ["10.30.0.0/24"]
+    world.assert_never_oversubscribed()
