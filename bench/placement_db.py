@@ -177,10 +177,11 @@ def _topology_json(topo: Any) -> dict[str, Any]:
 
 
 def engine_placements(engine: Engine, count: int, rng: random.Random, *,
-                      clients: int) -> tuple[float, float, int]:
+                      clients: int) -> tuple[float, float, int, dict[str, float]]:
     """``count`` requests of 1-4 linked nodes from ``clients`` threads through
     ``services.allocation.allocate`` (what REST allocate runs: the allocation engine of this
-    process, slivers and links written in its batch): (placements/s, mean batch, refused)."""
+    process, slivers and links written in its batch): (placements/s, mean batch, refused,
+    ms per batch in each part of the engine's batch, see ``Timings``)."""
     names = _engine_slices(engine, count)
     factory = unit_of_work_factory(engine)
     ctx = AggregateContext(authority="bench", keybox=KeyBox(b"k" * 32))
@@ -200,13 +201,14 @@ def engine_placements(engine: Engine, count: int, rng: random.Random, *,
             except PlacementFailed:
                 refused.append(i)
 
-    batches, jobs = booker.batches, booker.jobs
+    batches, jobs, before = booker.batches, booker.jobs, booker.timings.parts()
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     elapsed = time.perf_counter() - start
-    return count / elapsed, (booker.jobs - jobs) / max(1, booker.batches - batches), \
-        len(refused)
+    done = max(1, booker.batches - batches)
+    parts = {k: (v - before[k]) * 1000 / done for k, v in booker.timings.parts().items()}
+    return count / elapsed, (booker.jobs - jobs) / done, len(refused), parts
 
 
 # -- heartbeats -----------------------------------------------------------------------------------
@@ -274,9 +276,10 @@ def run_one(kind: str, *, quick: bool, placement_only: bool = False) -> dict[str
         inv_100k = Inventory(hosts[:100_000], inv_big.sites.values())
         n = 2000 if quick else 5000
         del inv_100k
-        out["placements_1c"], _, _ = engine_placements(engine, n // 8, rng, clients=1)
-        out["placements_100k"], out["batch"], out["refused"] = engine_placements(
+        out["placements_1c"], _, _, _ = engine_placements(engine, n // 8, rng, clients=1)
+        out["placements_100k"], out["batch"], out["refused"], parts = engine_placements(
             engine, n, rng, clients=CLIENTS)
+        out.update({f"ms_{k}": v for k, v in parts.items()})
         stop_engines(engine)
         if placement_only:
             out["nodes"] = 100_000
@@ -310,8 +313,16 @@ def placement_figures(kinds: list[str], *, quick: bool) -> list[str]:
                     f"db_{kind}_placement_100k_nodes_1_client: {r['placements_1c']:.0f} "
                     "placements/s",
                     f"db_{kind}_placement_mean_batch: {r['batch']:.1f} placements",
-                    f"db_{kind}_placement_refused: {r['refused']:.0f} requests"]
+                    f"db_{kind}_placement_refused: {r['refused']:.0f} requests",
+                    f"db_{kind}_batch_ms: {_breakdown(r)}"]
     return figures
+
+
+def _breakdown(r: dict[str, float]) -> str:
+    """ms per batch (64 clients) in each part of the engine's batch transaction."""
+    parts = ["catch_up", "placing", "leases_bookings", "slivers_links", "commit"]
+    return ", ".join(f"{p} {r[f'ms_{p}']:.1f}" for p in parts) + \
+        f" (per placement {sum(r[f'ms_{p}'] for p in parts) / max(1.0, r['batch']):.2f})"
 
 
 def run_databases(kinds: list[str], *, quick: bool) -> list[str]:

@@ -3,6 +3,7 @@
 Layout under the store root::
 
     chunks/ab/<hash>.zst      one zstd frame per chunk, named by the BLAKE3 of its bytes
+    packs/<id>.pack           a node's fetched batches: many chunks' frames in one file
     manifests/<id>.json       canonical manifests, named by their own hash
     uploads/<id>.json         manifests of uploads still waiting for chunks
     catalog.json              name -> version -> {manifest, deprecated}

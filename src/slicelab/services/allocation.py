@@ -38,7 +38,7 @@ from .audit import utcnow
 from .booking import Batch, engine_for
 from .leases import HARDWARE_TYPES, LeaseWindow, find_slot, lease_window
 from .provisioning import AggregateContext
-from .topology_apply import ALLOCATED, parse_topology, slice_for, with_defaults, write_topology
+from .topology_apply import ALLOCATED, parse_topology, slice_in, with_defaults, write_topology
 
 __all__ = [
     "HARDWARE_TYPES",
@@ -92,26 +92,30 @@ def allocate(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: st
              data: Any, *, when: LeaseWindow, offer: Offer | None = None,
              node_names: dict[str, str] | None = None) -> Allocated:
     """Allocate the request ``data`` in slice ``project/name`` for the window ``when``."""
-    item = slice_for(uow, caller, OP.SLICE_ALLOCATE, project, name)
     request = read_request(data, offer=offer)
-    _check_installs(ctx, request)
-    window = lease_window(when, now=utcnow(), item=item)
+    now = utcnow()
 
-    def job(batch: Batch) -> tuple[list[SliverRow], LeaseRow, tuple[LinkRow, ...]]:
+    def job(batch: Batch) -> tuple[list[SliverRow], LeaseRow, tuple[LinkRow, ...],
+                                   dict[str, str]]:
+        # the slice, its project and the caller's rights: read for the whole batch at once
+        item = slice_in(batch, caller, OP.SLICE_ALLOCATE, project, name)
+        _check_installs(ctx, request)
+        window = lease_window(when, now=now, item=item)
         written = write_topology(batch, ctx, item, request.topology, state=ALLOCATED,
                                  window=window, additive=True)
         if written.lease is None:
             raise InvalidInput("the request names no nodes", field="topology")
-        return written.rows, written.lease, written.links
+        hosts = {r.node_id: batch.node_name(r.node_id) for r in written.rows} \
+            if request.rspec and node_names is None else {}
+        return written.rows, written.lease, written.links, hosts
 
-    assert item.id is not None
     # an additive allocation writes only through the batch (book, defer): no savepoint
-    rows, lease, links = engine_for(uow).run_for(uow, job, slices=[item.id], savepoint=False)
+    rows, lease, links, hosts = engine_for(uow).run_for(uow, job, savepoint=False,
+                                                        named=[(project, name)])
     manifest = None
     if request.rspec:
-        names = node_names or {n.id: n.name for n in uow.aggregate.nodes.list()}
         manifest = build_manifest(request.topology, _allocation(
-            ctx, rows, links, names, lease.window, request.notes))
+            ctx, rows, links, node_names or hosts, lease.window, request.notes))
     return Allocated(lease, tuple(rows), links, manifest)
 
 

@@ -30,6 +30,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -43,6 +44,7 @@ from slicelab.domain.calendar import ALL_TIME, Booking, Calendar, Window
 from slicelab.domain.errors import InsufficientResources, InvalidInput, Unavailable
 from slicelab.domain.inventory import Host, Inventory, Site, SiteLimits
 from slicelab.domain.placement import HostIndex, Placement, place
+from slicelab.domain.projects import Project
 from slicelab.domain.quotas import Demand, ProjectQuota
 from slicelab.domain.resources import Resources
 from slicelab.domain.slices import Slice
@@ -55,15 +57,16 @@ from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_facto
 from .audit import utcnow
 from .leases import HARDWARE_TYPES, booking_rules, check_rules
 
-__all__ = ["PORTS", "AllocationEngine", "Batch", "engine_for", "stop_engines"]
+__all__ = ["PORTS", "AllocationEngine", "Batch", "TakenPorts", "Timings", "engine_for",
+           "stop_engines"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[["Batch"], T]
 MAX_BATCH = 256
 EXPIRE_EVERY = timedelta(minutes=1)  # how often ended leases leave the snapshot
-PORTS = "ports"  # Batch.kept: node id -> control ports taken; a host's entry goes when its
-# bookings change by another writer (every writer of slivers changes bookings too)
+PORTS = "ports"  # Batch.kept: the control ports taken (TakenPorts); a host's entry is read
+# again when its bookings change by another writer (every writer of slivers changes bookings)
 
 
 @dataclass(slots=True)
@@ -106,6 +109,54 @@ def _load(uow: UnitOfWork, now: datetime) -> _Snapshot:
 
 
 @dataclass(slots=True)
+class TakenPorts:
+    """The first control ports of the slivers on each host: every host's read at once when
+    first wanted, then kept; a host another writer changed is read again when wanted."""
+
+    by_host: dict[str, set[int]] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+    loaded: bool = False
+
+    def forget(self, node_id: str) -> None:
+        self.by_host.pop(node_id, None)
+        self.stale.add(node_id)
+
+    def to_read(self, hosts: set[str]) -> set[str]:
+        """Which of ``hosts`` must be read (all of them until :attr:`loaded`)."""
+        return hosts & self.stale if self.loaded else hosts
+
+    def read(self, hosts: set[str] | None, found: Iterable[tuple[str, int]]) -> None:
+        """Take what the database holds for ``hosts`` (None: every host)."""
+        if hosts is None:
+            self.by_host, self.stale, self.loaded = {}, set(), True
+        else:
+            for host in hosts:
+                self.by_host[host] = set()
+            self.stale -= hosts
+        for node_id, port in found:
+            self.by_host.setdefault(node_id, set()).add(port)
+
+    def on(self, host: str) -> set[int]:
+        return self.by_host.setdefault(host, set())
+
+
+@dataclass(slots=True)
+class Timings:
+    """Seconds the engine's batches spent in each part, summed over its batches."""
+
+    catch_up: float = 0.0  # booking lock, change log, snapshot refresh, slivers read
+    placing: float = 0.0  # the jobs: placement, checks, sliver plans, links, ports
+    slivers_links: float = 0.0  # inserting sliver and link rows
+    leases_bookings: float = 0.0  # inserting leases and bookings, the free-node index
+    commit: float = 0.0
+
+    def parts(self) -> dict[str, float]:
+        return {"catch_up": self.catch_up, "placing": self.placing,
+                "slivers_links": self.slivers_links,
+                "leases_bookings": self.leases_bookings, "commit": self.commit}
+
+
+@dataclass(slots=True)
 class _Pending:
     lease: LeaseRow
     bookings: tuple[Booking, ...]
@@ -127,6 +178,8 @@ class Batch:
     _job_leases: list[str] = field(default_factory=list)
     _own_changes: bool = False
     _slivers: dict[int, list[SliverRow]] = field(default_factory=dict)  # by slice, read once
+    _projects: dict[str, Project | None] = field(default_factory=dict)  # read once per batch
+    _named: dict[tuple[str, str], Slice | None] = field(default_factory=dict)
     _deferred: list[SliverRow | LinkRow] = field(default_factory=list)
     _job_deferred: int = 0
     _job_undo: list[Callable[[], None]] = field(default_factory=list)
@@ -164,6 +217,24 @@ class Batch:
         if slice_id not in self._slivers:
             self._slivers[slice_id] = self.uow.aggregate.slivers.of_slice(slice_id)
         return list(self._slivers[slice_id])
+
+    def project_named(self, name: str) -> Project | None:
+        """Project ``name`` with its memberships (only those), or None (read for the whole
+        batch at once for the slices its jobs named, see :meth:`AllocationEngine.submit`)."""
+        if name not in self._projects:
+            self._projects[name] = self.uow.projects.find(name)
+        return self._projects[name]
+
+    def slice_named(self, project: str, name: str) -> Slice | None:
+        """Slice ``project/name`` with its members, or None (read as :meth:`project_named`)."""
+        key = (project, name)
+        if key not in self._named:
+            self._named[key] = self.uow.slices.find(project, name)
+        return self._named[key]
+
+    def node_name(self, node_id: str) -> str:
+        """The name of node ``node_id`` (from the snapshot)."""
+        return self._snap.names.get(node_id, node_id)
 
     def defer(self, rows: Iterable[SliverRow | LinkRow]) -> None:
         """Insert new sliver and link rows when the batch commits (one statement per table
@@ -235,6 +306,19 @@ class Batch:
             if isinstance(row, SliverRow) and row in self._slivers.get(row.slice_id, ()):
                 self._slivers[row.slice_id].remove(row)
 
+    def _prefetch_named(self, keys: Iterable[tuple[str, str]]) -> list[int]:
+        """Read the slices named and their projects with a few queries for the whole batch;
+        the ids of those found."""
+        keys = set(keys) - self._named.keys()
+        if not keys:
+            return []
+        projects = {p for p, _ in keys} - self._projects.keys()
+        found = self.uow.projects.with_members(projects)
+        self._projects.update({p: found.get(p) for p in projects})
+        slices = self.uow.slices.find_many(keys)
+        self._named.update({k: slices.get(k) for k in keys})
+        return [s.id for s in slices.values() if s.id is not None]
+
     def _prefetch(self, slice_ids: Iterable[int]) -> None:
         wanted = sorted(set(slice_ids) - self._slivers.keys())
         if wanted:
@@ -249,14 +333,18 @@ class Batch:
                                             created=self.now)
         self.uow.aggregate.links.add_many([r for r in rows if isinstance(r, LinkRow)])
 
-    def _flush(self) -> None:
+    def _flush(self, timings: Timings) -> None:
         self._follow_own_changes()
+        t0 = time.perf_counter()
         self._write_deferred()
+        t1 = time.perf_counter()
         groups = [(p.lease, p.bookings) for p in self._pending.values()]
         self.uow.leases.leases.add_many(groups)
         self.uow.inventory.set_free([_headroom(self._snap, h, self.now)
                                      for h in sorted(self._touched) if h in self._snap.names])
         self._snap.cursor = self.uow.leases.changes.last()
+        timings.slivers_links += t1 - t0
+        timings.leases_bookings += time.perf_counter() - t1
 
 
 class _Reload(Exception):
@@ -318,6 +406,7 @@ class _Request:
     done: Future[Any]
     slices: tuple[int, ...] = ()
     savepoint: bool = True
+    named: tuple[tuple[str, str], ...] = ()
 
 
 class AllocationEngine:
@@ -335,6 +424,7 @@ class AllocationEngine:
         self._guard = threading.Lock()
         self.batches = 0
         self.jobs = 0
+        self.timings = Timings()
 
     def start(self) -> None:
         with self._guard:
@@ -351,28 +441,30 @@ class AllocationEngine:
             self._queue.put(None)
             thread.join()
 
-    def submit(self, job: Job[T], *, slices: Iterable[int] = (),
-               savepoint: bool = True) -> Future[T]:
-        """Queue ``job``. ``slices``: the slices whose slivers it reads (read for the whole
-        batch at once). Without ``savepoint`` the job must write nothing but through
-        :meth:`Batch.book` and :meth:`Batch.defer` (it then needs no savepoint of its own)."""
+    def submit(self, job: Job[T], *, slices: Iterable[int] = (), savepoint: bool = True,
+               named: Iterable[tuple[str, str]] = ()) -> Future[T]:
+        """Queue ``job``. ``slices``: the slices whose slivers it reads; ``named``: the
+        ``(project, slice)`` names it reads with :meth:`Batch.slice_named` (their slices,
+        projects and slivers read for the whole batch at once). Without ``savepoint`` the job
+        must write nothing but through :meth:`Batch.book` and :meth:`Batch.defer` (it then
+        needs no savepoint of its own)."""
         if self._thread is None:
             raise Unavailable("the allocation engine is not running")
         done: Future[T] = Future()
-        self._queue.put(_Request(job, done, tuple(slices), savepoint))
+        self._queue.put(_Request(job, done, tuple(slices), savepoint, tuple(named)))
         return done
 
     def run(self, job: Job[T], *, timeout: float | None = None, slices: Iterable[int] = (),
-            savepoint: bool = True) -> T:
+            savepoint: bool = True, named: Iterable[tuple[str, str]] = ()) -> T:
         """Run ``job`` in the next batch; its result, or its error."""
-        return self.submit(job, slices=slices, savepoint=savepoint).result(timeout)
+        return self.submit(job, slices=slices, savepoint=savepoint, named=named).result(timeout)
 
     def run_for(self, uow: UnitOfWork, job: Job[T], *, slices: Iterable[int] = (),
-                savepoint: bool = True) -> T:
+                savepoint: bool = True, named: Iterable[tuple[str, str]] = ()) -> T:
         """:meth:`run` for a caller inside a unit of work, which commits what it did so far
         and lets its connection go while it waits (see :meth:`UnitOfWork.idle`)."""
         with uow.idle():
-            return self.run(job, slices=slices, savepoint=savepoint)
+            return self.run(job, slices=slices, savepoint=savepoint, named=named)
 
     def warm(self) -> None:
         """Load the snapshot now (else the first batch does)."""
@@ -434,14 +526,21 @@ class AllocationEngine:
         raise Unavailable("the allocation snapshot kept changing; try again")
 
     def _attempt(self, requests: Sequence[_Request]) -> list[tuple[bool, Any]]:
-        now = self._clock()
+        now, timings, t0 = self._clock(), self.timings, time.perf_counter()
         with self._uow_factory() as uow:
             snap = self._catch_up(uow, now)
             batch = Batch(uow, now, snap, kept=self._kept)
-            batch._prefetch(sid for r in requests for sid in r.slices)
+            found = batch._prefetch_named(k for r in requests for k in r.named)
+            batch._prefetch([*found, *(sid for r in requests for sid in r.slices)])
+            t1 = time.perf_counter()
             results = [self._one(batch, r) for r in requests]
-            batch._flush()
+            t2 = time.perf_counter()
+            batch._flush(timings)
+            t3 = time.perf_counter()
             uow.commit(again=False)
+        timings.catch_up += t1 - t0
+        timings.placing += t2 - t1
+        timings.commit += time.perf_counter() - t3
         return results
 
     def _one(self, batch: Batch, request: _Request) -> tuple[bool, Any]:
@@ -479,9 +578,10 @@ class AllocationEngine:
             return snap
         if any(c.kind != BOOKINGS_CHANGED for c in changes):
             self._kept.clear()
-        ports = self._kept.get(PORTS, {})
+        ports = self._kept.get(PORTS)
         for change in changes:
-            ports.pop(change.node_id, None)
+            if isinstance(ports, TakenPorts):
+                ports.forget(change.node_id)
         if changes:
             _refresh(uow, snap, {c.node_id for c in changes if c.kind == BOOKINGS_CHANGED},
                      keep={})

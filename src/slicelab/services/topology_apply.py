@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from slicelab.domain.addressing import (
 from slicelab.domain.calendar import Window
 from slicelab.domain.desired import InstallPlan, SliverInterface, SliverPlan, sliver_hostname
 from slicelab.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from slicelab.domain.projects import Project
 from slicelab.domain.resources import Resources
 from slicelab.domain.roles import (
     SLICE_READS,
@@ -60,7 +61,7 @@ from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
-from .booking import PORTS, Batch, engine_for
+from .booking import PORTS, Batch, TakenPorts, engine_for
 from .inventory import index_nodes
 from .leases import LeaseWindow, lease_window
 from .provisioning import AggregateContext, plan_from_row, refresh_desired
@@ -74,6 +75,7 @@ __all__ = [
     "queue_exec",
     "release_slice",
     "slice_for",
+    "slice_in",
     "slice_status",
     "Written",
     "with_defaults",
@@ -119,10 +121,27 @@ def _link_json(topology: Topology, link: LinkRequest) -> dict[str, Any]:
 # -- access ---------------------------------------------------------------------------------
 
 def slice_for(uow: UnitOfWork, caller: Caller, op: Operation, project: str,
-               name: str) -> Slice:
-    target = Target(project=uow.projects.get(project))
+              name: str) -> Slice:
+    return _access(caller, op, uow.projects.find(project), project, name,
+                   lambda: uow.slices.find(project, name))
+
+
+def slice_in(batch: Batch, caller: Caller, op: Operation, project: str, name: str) -> Slice:
+    """:func:`slice_for` inside an allocation engine's batch, from what it read for all its
+    jobs at once (submit the job with ``named=[(project, name)]``)."""
+    return _access(caller, op, batch.project_named(project), project, name,
+                   lambda: batch.slice_named(project, name))
+
+
+def _access(caller: Caller, op: Operation, found: Project | None, project: str, name: str,
+            read: Callable[[], Slice | None]) -> Slice:
+    if found is None:
+        raise NotFound(f"no project {project!r}", field="project")
+    target = Target(project=found)
     authorize(op, caller, target)
-    item = uow.slices.get(project, name)
+    item = read()
+    if item is None:
+        raise NotFound(f"no slice {name!r} in project {project!r}", field="slice")
     roles = roles_of(caller, Scope.PROJECT, target.project)
     if op not in SLICE_READS and not roles & {Role.ADMIN, Role.PI} \
             and caller.name not in item.members:
@@ -200,6 +219,21 @@ class _Taken:
     subnets: dict[ipaddress.IPv4Network, int]
     merged: list[ipaddress.IPv4Network]
     low: int = VNI_FIRST  # no VNI below it is free (none is freed while this is kept)
+    owners: dict[int, int] = field(default_factory=dict)  # slice id -> VNIs it holds
+
+    def __post_init__(self) -> None:
+        for owner in self.vnis.values():
+            self.owners[owner] = self.owners.get(owner, 0) + 1
+
+    def _own(self, vni: int, owner: int | None) -> None:
+        before = self.vnis.pop(vni, None)
+        if before is not None:
+            self.owners[before] -= 1
+            if not self.owners[before]:
+                del self.owners[before]
+        if owner is not None:
+            self.vnis[vni] = owner
+            self.owners[owner] = self.owners.get(owner, 0) + 1
 
     def vni(self, used: Collection[int], *, everyone: bool) -> int:
         """The lowest VNI not in ``used`` (:func:`allocate_vni`'s rule), searched from
@@ -215,7 +249,7 @@ class _Taken:
 
     def add(self, link: LinkRow) -> None:
         net = ipaddress.IPv4Network(link.subnet)
-        self.vnis[link.vni] = link.slice_id
+        self._own(link.vni, link.slice_id)
         self.subnets[net] = link.slice_id
         self.merged = list(ipaddress.collapse_addresses([*self.merged, net]))
 
@@ -223,14 +257,14 @@ class _Taken:
         """Take back a link :meth:`add` kept (its job failed)."""
         net = ipaddress.IPv4Network(link.subnet)
         if self.vnis.get(link.vni) == link.slice_id:
-            del self.vnis[link.vni]
+            self._own(link.vni, None)
             self.low = min(self.low, link.vni)
         if self.subnets.get(net) == link.slice_id:
             del self.subnets[net]
             self.merged = list(ipaddress.collapse_addresses(self.subnets))
 
     def owns_any(self, slice_id: int) -> bool:
-        return slice_id in self.vnis.values()
+        return slice_id in self.owners
 
 
 def _taken(batch: Batch) -> _Taken:
@@ -299,26 +333,33 @@ def _interfaces(links: list[LinkRow], ids: Mapping[str, str]) -> dict[str, list[
 
 
 def _ports(batch: Batch, plan: _Plan) -> dict[str, int]:
-    """A block of control ports per new sliver, free on its host. What each host has taken
-    is read once and kept by the engine (dropped when another writer changes the host's
-    bookings, as every writer of slivers does)."""
+    """A block of control ports per new sliver, free on its host. What every host has taken
+    is read once and kept by the engine (a host another writer changed, as every writer of
+    slivers changes its bookings, is read again)."""
     drop = {r.id for r in plan.drop}
-    kept: dict[str, set[int]] = batch.kept.setdefault(PORTS, {})
+    kept = batch.kept.setdefault(PORTS, TakenPorts())
     hosts = {plan.placement[n.client_id] for n in plan.topology.nodes
              if n.client_id not in plan.keep}
-    missing = hosts - kept.keys() if not drop else hosts
-    for host in missing:
-        kept[host] = set()
-    for sliver_id, node_id, port in batch.uow.aggregate.slivers.ports_on(missing, utcnow()):
-        if sliver_id not in drop:
-            kept[node_id].add(port)
+    if not kept.loaded and not drop:
+        kept.read(None, _ports_on(batch, None, drop))
+    wanted = hosts if drop else kept.to_read(hosts)
+    if wanted:
+        kept.read(wanted, _ports_on(batch, wanted, drop))
+        batch.on_undo(lambda: [kept.forget(h) for h in wanted])  # read them again
     ports = {c: r.plan["control"]["first_port"] for c, r in plan.keep.items()}
     for node in plan.topology.nodes:
         if node.client_id not in ports:
-            host = plan.placement[node.client_id]
-            ports[node.client_id] = allocate_ports(kept[host])
-            kept[host].add(ports[node.client_id])
+            taken = kept.on(plan.placement[node.client_id])
+            port = allocate_ports(taken)
+            taken.add(port)
+            ports[node.client_id] = port
+            batch.on_undo(lambda taken=taken, port=port: taken.discard(port))  # type: ignore[misc]
     return ports
+
+
+def _ports_on(batch: Batch, hosts: set[str] | None, drop: set[str]) -> list[tuple[str, int]]:
+    found = batch.uow.aggregate.slivers.ports_on(hosts, utcnow())
+    return [(node_id, port) for sliver_id, node_id, port in found if sliver_id not in drop]
 
 
 def _ssh_keys(batch: Batch, item: Slice) -> tuple[str, ...]:
@@ -534,9 +575,10 @@ class SliverStatus:
 def slice_status(uow: UnitOfWork, caller: Caller, project: str,
                  name: str) -> list[SliverStatus]:
     item = slice_for(uow, caller, OP.SLICE_STATUS, project, name)
-    names = {n.id: n.name for n in uow.aggregate.nodes.list()}
+    rows = uow.aggregate.slivers.of_slice(_sid(item))
+    names = {n.id: n.name for n in uow.aggregate.nodes.by_ids({r.node_id for r in rows})}
     result = []
-    for row in uow.aggregate.slivers.of_slice(_sid(item)):
+    for row in rows:
         plan = plan_from_row(row)
         result.append(SliverStatus(
             row.client_id, row.id, plan.urn, names.get(row.node_id, row.node_id), plan.hostname,

@@ -279,14 +279,16 @@ class SliverRepository(Repository):
         query = _sliver_query().where(slices.c.expires > now)
         return [_sliver(r) for r in self.connection.execute(query)]
 
-    def ports_on(self, node_ids: Collection[str], now: datetime) -> list[tuple[str, str, int]]:
-        """``(sliver id, node id, first control port)`` of the slivers on ``node_ids`` (those
-        of expired slices too, until they are removed)."""
+    def ports_on(self, node_ids: Collection[str] | None,
+                 now: datetime) -> list[tuple[str, str, int]]:
+        """``(sliver id, node id, first control port)`` of the slivers on ``node_ids`` (every
+        node when None; those of expired slices too, until they are removed)."""
         del now
-        if not node_ids:
+        if node_ids is not None and not node_ids:
             return []
-        query = select(slivers.c.id, slivers.c.node_id, slivers.c.plan).where(
-            slivers.c.node_id.in_(sorted(node_ids)))
+        query = select(slivers.c.id, slivers.c.node_id, slivers.c.plan)
+        if node_ids is not None:
+            query = query.where(slivers.c.node_id.in_(sorted(node_ids)))
         return [(r[0], r[1], int(r[2]["control"]["first_port"]))
                 for r in self.connection.execute(query)]
 

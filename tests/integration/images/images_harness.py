@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from slicelab.domain.errors import SlicelabError
 from slicelab.images.http import make_router
-from slicelab.images.store import ImageStore
+from slicelab.images.store import ChunkStore, ImageStore
 
 __all__ = ["FaultProxy", "ImageServer", "make_app", "make_tree"]
 
@@ -178,3 +178,15 @@ def make_tree(root: Path, *, seed: int, files: int = 24, size: int = 200_000) ->
         body = rng.randbytes(n) if i % 2 else text[:n]
         (sub / f"f{i:03d}").write_bytes(body)
     return root
+
+
+def corrupt_chunk(store: ChunkStore, digest: str) -> None:
+    """Damage the stored frame of ``digest`` in place, in its pack or its own file."""
+    place = store.packs.places.get(digest)
+    if place is None:
+        path = store.chunk_path(digest)
+        path.write_bytes(path.read_bytes()[:-3] + b"bad")
+        return
+    with open(store.packs.root / place.pack, "r+b") as pack:
+        pack.seek(place.offset + place.length - 3)
+        pack.write(b"bad")

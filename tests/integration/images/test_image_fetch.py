@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from images_harness import FaultProxy, ImageServer, make_tree
+from images_harness import FaultProxy, ImageServer, corrupt_chunk, make_tree
 
 from slicelab.images.cache import ImageCache, Quota
 from slicelab.images.errors import CacheFull
@@ -146,10 +146,7 @@ def test_corrupt_chunk_on_disk_is_refetched_and_never_used(
     cache = _cache(tmp_path / "node", server.url)
     asyncio.run(cache.fetch(manifest.id))
     victim = manifest.chunks[len(manifest.chunks) // 2].hash
-    path = cache.store.chunk_path(victim)
-    blob = bytearray(path.read_bytes())
-    blob[-10] ^= 0x55
-    path.write_bytes(bytes(blob))
+    corrupt_chunk(cache.store, victim)
     tree = asyncio.run(cache.materialize(manifest.id))
     assert server.hits[victim] == 2
     _same_tree(tree, make_tree(tmp_path / "expected", seed=5))

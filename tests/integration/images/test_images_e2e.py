@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from images_harness import free_port, make_tree
+from images_harness import corrupt_chunk, free_port, make_tree
 
 from slicelab.agent.channel import Channel
 from slicelab.agent.images import ImageFetching, SliverImages
@@ -166,8 +166,7 @@ def test_a_corrupted_chunk_on_the_node_is_fetched_again(aggregate: Aggregate,
     finally:
         node.close()
     digest = image_chunk = node.cache.store.get_manifest(image.manifest).chunks[3].hash
-    path = node.cache.store.chunk_path(digest)
-    path.write_bytes(path.read_bytes()[:-3] + b"bad")
+    corrupt_chunk(node.cache.store, digest)
     shutil.rmtree(node.cache.tree_path(image.manifest))  # the tree must be unpacked again
     node = _images(tmp_path, aggregate, identity)  # the agent restarted
     try:

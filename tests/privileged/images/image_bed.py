@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from slicelab.images.packs import Packs
 from slicelab.images.rootfs import build_minimal
 from slicelab.sdk.images import ImageClient
 from slicelab.testbed import processes
@@ -95,10 +96,11 @@ def restart_server(world: World) -> None:
 
 
 def held_chunks(world: World, host: str) -> set[str]:
-    """Hashes of the chunk files in the host's image cache."""
+    """Hashes of the chunks in the host's image cache (chunk files and packs)."""
     home = Path(agent_item(world, host).data["home"])
-    root = home / "state" / "imagecache" / "store" / "chunks"
-    return {p.name.removesuffix(".zst") for p in root.glob("*/*.zst")}
+    store = home / "state" / "imagecache" / "store"
+    files = {p.name.removesuffix(".zst") for p in (store / "chunks").glob("*/*.zst")}
+    return files | set(Packs(store / "packs", tmp=store / "tmp").places)
 
 
 def cache_report(world: World, host: str) -> dict[str, Any]:

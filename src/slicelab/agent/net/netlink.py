@@ -62,12 +62,16 @@ class Netlink:
     def netns_exists(self, name: str) -> bool:
         return namespaces.exists(name)
 
-    def open_netns(self, name: str) -> socket.socket:
-        """A route socket inside namespace ``name``, made (with lo up) if it is missing."""
+    def open_netns(self, name: str, *, lo_up: bool = True) -> socket.socket:
+        """A route socket inside namespace ``name``, made if it is missing; lo up unless
+        ``lo_up`` is False (then the caller's first batch inside sets it up). Thread-safe:
+        it uses only the socket it makes."""
         if self.netns_exists(name):
             sock = namespaces.run_in(name, namespaces.route_socket)
         else:
             sock = namespaces.create(name)
+        if not lo_up:
+            return sock
         inside = Batch(sock)
         inside.set_link(LOOPBACK, up=True)
         try:
@@ -130,8 +134,11 @@ class Netlink:
         batch = self.batch()
         asked = [(batch.get_link(name), index, name) for index, name in links]
         found = batch.send()
-        return [(found[seq], name) for seq, index, name in asked
-                if seq in found and index in (None, found[seq])]
+        return [
+            (found[seq], name)
+            for seq, index, name in asked
+            if seq in found and index in (None, found[seq])
+        ]
 
     def delete_links(self, links: Sequence[tuple[int | None, str]]) -> None:
         """Delete many host-side links at once; those already gone are skipped.
@@ -194,8 +201,7 @@ class Netlink:
     def add_veth(self, host: str, *, peer: str, ns: str) -> tuple[int, int]:
         """A veth pair: ``host`` here, ``peer`` created straight inside namespace ``ns``."""
         if self.lookup(host) is None:
-            self._ipr.link("add", ifname=host, kind="veth",
-                           peer={"ifname": peer, "net_ns_fd": ns})
+            self._ipr.link("add", ifname=host, kind="veth", peer={"ifname": peer, "net_ns_fd": ns})
         host_index = self.lookup(host)
         peer_index = self.lookup(peer, ns=ns)
         if host_index is None or peer_index is None:
@@ -215,8 +221,9 @@ class Netlink:
         iface = ipaddress.IPv4Interface(cidr)
         with self._in(ns) as sock:
             try:
-                sock.addr("add", index=index, address=str(iface.ip),
-                          prefixlen=iface.network.prefixlen)
+                sock.addr(
+                    "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
+                )
             except NetlinkError as exc:
                 if exc.code != errno.EEXIST:
                     raise KernelError(f"cannot add address {cidr}: {exc}") from exc
@@ -229,8 +236,15 @@ class Netlink:
         """Replace the root qdisc of ``index`` with a tbf at ``capacity_mbps`` (egress)."""
         params = tbf_params(capacity_mbps)
         with self._in(ns) as sock:
-            sock.tc("replace", "tbf", index=index, handle="1:", rate=f"{params.rate_bps}bit",
-                    burst=params.burst_bytes, latency=f"{params.latency_ms}ms")
+            sock.tc(
+                "replace",
+                "tbf",
+                index=index,
+                handle="1:",
+                rate=f"{params.rate_bps}bit",
+                burst=params.burst_bytes,
+                latency=f"{params.latency_ms}ms",
+            )
 
     def unshape(self, index: int, name: str, *, ns: str | None = None) -> None:
         if (ns is not None and not self.netns_exists(ns)) or not self.has_link(index, name, ns=ns):

@@ -19,13 +19,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from slicelab.agent.ledger import Ledger, Record, unwind, unwind_many
 from slicelab.agent.net import names, namespaces
-from slicelab.agent.net.batch import Batch, Peer
+from slicelab.agent.net.batch import LOOPBACK, Batch, Peer
 from slicelab.agent.net.nat import Nft, dnat_rules, masquerade_rule, metadata_rule
 from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.runtime import cgroups, pairs, process
@@ -55,6 +56,7 @@ _FORWARD = "/proc/sys/net/ipv4/ip_forward"
 _SLIVER_ORDER = ("process", "cgroup", "mount", "dir", "nft-rules", "netns", "link", "qdisc")
 _LINK_ORDER = ("link", "fdb")
 _LAUNCH_CHUNK = 64  # inits forked and held at once before their cgroups are written
+_NETNS_THREADS = 2  # namespaces made ahead of the build, beside it
 
 
 def _sliver(sliver_id: str) -> str:
@@ -94,6 +96,23 @@ class _Plan:
         return [self.netns, self.control, *ifaces, self.rules, *self.files, self.process]
 
 
+def _close_opened(
+    pool: ThreadPoolExecutor,
+    opened: Sequence[Future[socket.socket]],
+    sockets: Mapping[str, socket.socket],
+) -> None:
+    """Stop opening namespaces; close every socket opened, taken or not."""
+    pool.shutdown(wait=True, cancel_futures=True)
+    taken = {id(sock) for sock in sockets.values()}
+    for future in opened:
+        if not future.cancelled() and future.exception() is None:
+            sock = future.result()
+            if id(sock) not in taken:
+                sock.close()
+    for sock in sockets.values():
+        sock.close()
+
+
 def _indexes(batch: Batch, wanted: list[tuple[Record, str, str]]) -> None:
     """Send ``batch`` plus a lookup of each name; store each ifindex in its record's data."""
     keys = [(record, key, batch.get_link(name), name) for record, key, name in wanted]
@@ -107,9 +126,17 @@ def _indexes(batch: Batch, wanted: list[tuple[Record, str, str]]) -> None:
 class NodeRuntime:
     """Slivers and links of one agent. Not thread-safe: one caller at a time."""
 
-    def __init__(self, *, state_dir: Path, prefix: str, control_subnet: str, host_ip: str,
-                 cgroup_mode: Literal["auto", "v1", "v2"] = "auto",
-                 stop_timeout: float = 5.0, metadata_port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        prefix: str,
+        control_subnet: str,
+        host_ip: str,
+        cgroup_mode: Literal["auto", "v1", "v2"] = "auto",
+        stop_timeout: float = 5.0,
+        metadata_port: int | None = None,
+    ) -> None:
         self.prefix = names.check_prefix(prefix)
         self.state_dir = state_dir
         self.subnet = ipaddress.IPv4Network(control_subnet)
@@ -121,14 +148,18 @@ class NodeRuntime:
         self.net = Netlink()
         self.nft = Nft()
         self.cgroups = cgroups.select_driver(prefix=prefix, mode=cgroup_mode)
-        self._launcher = process.Launcher(detach=[namespaces.NETNS_DIR,
-                                                  state_dir / "slivers"])
+        self._launcher = process.Launcher(detach=[namespaces.NETNS_DIR, state_dir / "slivers"])
         self._removers = make_removers(self.net, self.nft)
         self._trash = state_dir / "trash"
         self._bulk = make_bulk_removers(self.net, self.nft, trash=self._trash)
         self._sweeper: threading.Thread | None = None
-        self.pairs = pairs.Pairs(ledger=self.ledger, net=self.net, prefix=self.prefix,
-                                 mtu=LINK_MTU, removers=self._removers)
+        self.pairs = pairs.Pairs(
+            ledger=self.ledger,
+            net=self.net,
+            prefix=self.prefix,
+            mtu=LINK_MTU,
+            removers=self._removers,
+        )
         self.table = names.table_name(prefix)
         self.control_bridge = names.ifname(prefix, "k", "control")
         if self._trash.exists():
@@ -149,8 +180,9 @@ class NodeRuntime:
     def _sweep(self) -> None:
         """Delete the trash's contents in a background thread (one at a time)."""
         if self._sweeper is None or not self._sweeper.is_alive():
-            self._sweeper = threading.Thread(target=empty_trash, args=(self._trash,),
-                                             name="slicelab-trash", daemon=True)
+            self._sweeper = threading.Thread(
+                target=empty_trash, args=(self._trash,), name="slicelab-trash", daemon=True
+            )
             self._sweeper.start()
 
     # slivers ------------------------------------------------------------------
@@ -176,8 +208,11 @@ class NodeRuntime:
         """Bring an intact sliver built from this spec up to date (True), or unwind it."""
         owner = _sliver(spec.sliver_id)
         digest = spec_digest(replace(spec, files=()))  # new identity files need no rebuild
-        if (self.ledger.owner_digest(owner) == digest and self._intact(spec.sliver_id)
-                and self._links_match(spec)):
+        if (
+            self.ledger.owner_digest(owner) == digest
+            and self._intact(spec.sliver_id)
+            and self._links_match(spec)
+        ):
             self._write_files(spec)
             if self.status(spec.sliver_id).state is not SliverState.RUNNING:
                 self.start(spec.sliver_id)
@@ -192,8 +227,9 @@ class NodeRuntime:
     def remove_slivers(self, sliver_ids: Sequence[str]) -> None:
         """Remove many slivers together, one kind of object at a time for all of them.
 
-        Every process killed, then awaited; the cgroup directories removed in one pass;
-        overlays and namespaces unmounted in parallel; the sliver directories renamed into
+        Every process killed, then awaited (a sliver's root goes with its last process:
+        it is mounted in the sliver's own mount namespace); the cgroup directories removed
+        in one pass; namespaces unmounted in parallel; the sliver directories renamed into
         the trash (deleted by a background thread, see :meth:`wait_reclaimed`); the nft
         rules deleted in one transaction; the veths deleted in one netlink batch as one
         netdev group. The records are forgotten when all is done.
@@ -210,8 +246,9 @@ class NodeRuntime:
                 self.ledger.drop_owner(owner)
 
     def list_slivers(self) -> list[SliverStatus]:
-        return [self.status(o.split(":", 1)[1]) for o in self.ledger.owners()
-                if o.startswith("sliver:")]
+        return [
+            self.status(o.split(":", 1)[1]) for o in self.ledger.owners() if o.startswith("sliver:")
+        ]
 
     def status(self, sliver_id: str) -> SliverStatus:
         owner = _sliver(sliver_id)
@@ -219,15 +256,22 @@ class NodeRuntime:
             return SliverStatus(sliver_id, SliverState.ABSENT)
         init = self._init_pid(sliver_id)
         complete = self.ledger.owner_digest(owner) is not None
-        state = (SliverState.RUNNING if init else
-                 SliverState.STOPPED if complete else SliverState.BROKEN)
+        state = (
+            SliverState.RUNNING if init else SliverState.STOPPED if complete else SliverState.BROKEN
+        )
         ports = self.ledger.find(owner, "nft-rules", self._comment(sliver_id))
         return SliverStatus(
-            sliver_id, state, init_pid=init, control_ip=self.ledger.address_of(owner),
+            sliver_id,
+            state,
+            init_pid=init,
+            control_ip=self.ledger.address_of(owner),
             netns=names.netns_name(self.prefix, sliver_id),
             ssh_port=ports.data.get("first_port") if ports else None,
-            interfaces=(*(r.data["inner"] for r in self._ifaces(owner)),
-                        *(str(d["ifname"]) for d in self._direct(sliver_id))))
+            interfaces=(
+                *(r.data["inner"] for r in self._ifaces(owner)),
+                *(str(d["ifname"]) for d in self._direct(sliver_id)),
+            ),
+        )
 
     def start(self, sliver_id: str) -> None:
         record = self._record(_sliver(sliver_id), "process", "init")
@@ -237,21 +281,24 @@ class NodeRuntime:
     def stop(self, sliver_id: str, *, timeout: float | None = None) -> None:
         """SIGTERM to every process of the sliver, SIGKILL after ``timeout`` seconds."""
         self._record(_sliver(sliver_id), "process", "init")
-        stop_groups(self._groups(sliver_id),
-                    timeout=self.stop_timeout if timeout is None else timeout)
+        stop_groups(
+            self._groups(sliver_id), timeout=self.stop_timeout if timeout is None else timeout
+        )
 
     def restart(self, sliver_id: str) -> None:
         self.stop(sliver_id)
         self.start(sliver_id)
 
-    def exec(self, sliver_id: str, argv: Sequence[str], *,
-             timeout: float = 30.0) -> tuple[int, str, str]:
+    def exec(
+        self, sliver_id: str, argv: Sequence[str], *, timeout: float = 30.0
+    ) -> tuple[int, str, str]:
         """Run ``argv`` inside the sliver (all its namespaces, its root, its cgroups)."""
         init = self._init_pid(sliver_id)
         if init is None:
             raise NotFound(f"sliver {sliver_id} is not running")
-        return process.run_inside(init_pid=init, groups=self._groups(sliver_id), argv=argv,
-                                  timeout=timeout)
+        return process.run_inside(
+            init_pid=init, groups=self._groups(sliver_id), argv=argv, timeout=timeout
+        )
 
     # links ----------------------------------------------------------------------
     def ensure_link(self, spec: LinkSpec) -> LinkStatus:
@@ -294,8 +341,11 @@ class NodeRuntime:
 
     def link_status(self, link_id: str) -> LinkStatus:
         records = self.ledger.records(_link(link_id))
-        devices = {r.name[len(self.prefix)]: r.name for r in records
-                   if r.kind == "link" and "ns" not in r.data}
+        devices = {
+            r.name[len(self.prefix)]: r.name
+            for r in records
+            if r.kind == "link" and "ns" not in r.data
+        }
         present = bool(devices) or any(r.kind in (pairs.PAIR, pairs.TUNNEL) for r in records)
         return LinkStatus(link_id, present, devices.get("b"), devices.get("x"))
 
@@ -332,8 +382,7 @@ class NodeRuntime:
     def _agent_network(self) -> None:
         with self.ledger.step(_AGENT, "link", self.control_bridge) as rec:
             rec.data["ifindex"] = self.net.add_bridge(self.control_bridge)
-            self.net.add_address(rec.data["ifindex"],
-                                 f"{self.gateway}/{self.subnet.prefixlen}")
+            self.net.add_address(rec.data["ifindex"], f"{self.gateway}/{self.subnet.prefixlen}")
         previous = Path(_FORWARD).read_text()
         if previous.strip() != "1":
             with self.ledger.step(_AGENT, "sysctl", _FORWARD, data={"previous": previous}):
@@ -344,8 +393,9 @@ class NodeRuntime:
             rec.data["handle"] = self.nft.add_table(self.table)
         comment = f"{self.prefix}:masquerade"
         with self.ledger.step(_AGENT, "nft-rules", comment, data={"table": self.table}) as rec:
-            rule = masquerade_rule(self.table, subnet=str(self.subnet),
-                                   bridge=self.control_bridge, comment=comment)
+            rule = masquerade_rule(
+                self.table, subnet=str(self.subnet), bridge=self.control_bridge, comment=comment
+            )
             rec.data["rules"] = [("postrouting", self.nft.add_rule(rule))]
         if self.metadata_port:
             self._metadata_nat(self.metadata_port)
@@ -354,106 +404,189 @@ class NodeRuntime:
         """169.254.169.254:80 from a sliver -> the metadata server on the gateway."""
         comment = f"{self.prefix}:metadata"
         with self.ledger.step(_AGENT, "nft-rules", comment, data={"table": self.table}) as rec:
-            rule = metadata_rule(self.table, bridge=self.control_bridge,
-                                 gateway=str(self.gateway), port=port, comment=comment)
+            rule = metadata_rule(
+                self.table,
+                bridge=self.control_bridge,
+                gateway=str(self.gateway),
+                port=port,
+                comment=comment,
+            )
             rec.data["rules"] = [("prerouting", self.nft.add_rule(rule))]
 
     # building a sliver ----------------------------------------------------------------
     def _build_slivers(self, specs: Sequence[SliverSpec]) -> None:
-        """Record every intent in one transaction, make the objects, mark them done in one."""
+        """Record every intent in one transaction, make the objects, mark them done in one.
+
+        Chunk by chunk, the slivers' networks are made and their inits launched; the
+        inits start (other processes, the other core) while the next chunk is built, and
+        are awaited together at the end.
+        """
         candidates = self._candidates()
         with self.ledger.transaction():
             plans = [self._plan(spec, candidates) for spec in specs]
+        built = list(zip(specs, plans, strict=True))
         sockets: dict[str, socket.socket] = {}  # inside each namespace, for the pairs too
+        waiting: list[tuple[str, Record, int]] = []
+        pool = ThreadPoolExecutor(max_workers=_NETNS_THREADS, thread_name_prefix="slicelab-ns")
+        opened = [pool.submit(self._ready, spec, plan.ns) for spec, plan in built]
         try:
-            for spec, plan in zip(specs, plans, strict=True):
-                sockets[plan.ns] = self.net.open_netns(plan.ns)
-                self._sliver_network(spec, plan, sockets[plan.ns])
-            self.pairs.connect([d["link_id"] for plan in plans
-                                for d in plan.netns.data.get("direct", [])],
-                               fresh=True, sockets=sockets)
+            for start in range(0, len(built), _LAUNCH_CHUNK):
+                chunk = built[start : start + _LAUNCH_CHUNK]
+                for (spec, plan), future in zip(chunk, opened[start:], strict=False):
+                    sockets[plan.ns] = future.result()
+                    self._sliver_network(spec, plan, sockets[plan.ns])
+                waiting += self._launch_chunk(chunk)
+            self.pairs.connect(
+                [d["link_id"] for plan in plans for d in plan.netns.data.get("direct", [])],
+                fresh=True,
+                sockets=sockets,
+            )
         finally:
-            for sock in sockets.values():
-                sock.close()
+            _close_opened(pool, opened, sockets)
         self._forward_ports(specs, plans)
-        for start in range(0, len(specs), _LAUNCH_CHUNK):
-            chunk = list(zip(specs, plans, strict=True))[start:start + _LAUNCH_CHUNK]
-            held = self._launcher.spawn_many([self._prepare(spec) for spec, _ in chunk])
-            launchers = self._launcher.release(held)
-            self._await_inits([(spec.sliver_id, plan.process, launcher)
-                               for (spec, plan), launcher in zip(chunk, launchers, strict=True)])
+        self._await_inits(waiting)
         with self.ledger.transaction():
-            for spec, plan in zip(specs, plans, strict=True):
+            for spec, plan in built:
                 for record in plan.records():
                     self.ledger.finish(record)
-                self.ledger.mark_owner(_sliver(spec.sliver_id), complete=True,
-                                       digest=spec_digest(replace(spec, files=())))
+                self.ledger.mark_owner(
+                    _sliver(spec.sliver_id),
+                    complete=True,
+                    digest=spec_digest(replace(spec, files=())),
+                )
 
-    def _prepare(self, spec: SliverSpec) -> process.Launch:
+    def _ready(self, spec: SliverSpec, ns: str) -> socket.socket:
+        """The sliver's namespace (a route socket inside it, lo still down) and its files
+        and cgroups: the slow system calls of a build, made in the build's pool threads
+        (no ledger here: it belongs to the building thread)."""
+        sock = self.net.open_netns(ns, lo_up=False)
+        try:
+            self._prepare_files(spec)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _launch_chunk(
+        self, chunk: Sequence[tuple[SliverSpec, _Plan]]
+    ) -> list[tuple[str, Record, int]]:
+        """Launch the inits of ``chunk`` (not awaited): (sliver, record, launcher) each."""
+        held = self._launcher.spawn_many([self._launch_of(spec.sliver_id) for spec, _ in chunk])
+        launchers = self._launcher.release(held)
+        return [
+            (spec.sliver_id, plan.process, launcher)
+            for (spec, plan), launcher in zip(chunk, launchers, strict=True)
+        ]
+
+    def _prepare_files(self, spec: SliverSpec) -> None:
         """Root file system, identity, cgroups and limits: what the init's launcher needs
         (forked held by :meth:`process.Launcher.spawn_many` until released)."""
         self._write_identity(spec, self._rootfs(spec))
         for group in self.cgroups.dirs(spec.sliver_id):
             group.mkdir(exist_ok=True)
-        self.cgroups.apply(spec.sliver_id, cgroups.Limits(
-            cores=spec.cores, memory_bytes=spec.memory_mib << 20, pids_max=spec.pids_max))
-        return self._launch_of(spec.sliver_id)
+        self.cgroups.apply(
+            spec.sliver_id,
+            cgroups.Limits(
+                cores=spec.cores, memory_bytes=spec.memory_mib << 20, pids_max=spec.pids_max
+            ),
+        )
 
     def _plan(self, spec: SliverSpec, candidates: Iterator[str]) -> _Plan:
         owner = _sliver(spec.sliver_id)
         ns = names.netns_name(self.prefix, spec.sliver_id)
-        markers = [(iface, self.pairs.member(iface.link_id, spec.sliver_id))
-                   for iface in spec.interfaces]
+        markers = [
+            (iface, self.pairs.member(iface.link_id, spec.sliver_id)) for iface in spec.interfaces
+        ]
         direct = [pairs.end_data(iface, marker) for iface, marker in markers if marker]
         with self.ledger.transaction():
-            netns = self.ledger.begin(owner, "netns", ns,
-                                      data={"direct": direct} if direct else None)
+            netns = self.ledger.begin(
+                owner, "netns", ns, data={"direct": direct} if direct else None
+            )
             address = self.ledger.take_address(owner, candidates)
             control = self.ledger.begin(
-                owner, "link", names.ifname(self.prefix, "c", spec.sliver_id),
-                parent=netns.id, data={"address": address})
-            ifaces = [self._plan_iface(spec.sliver_id, iface, ns, netns)
-                      for iface, marker in markers if marker is None]
+                owner,
+                "link",
+                names.ifname(self.prefix, "c", spec.sliver_id),
+                parent=netns.id,
+                data={"address": address},
+            )
+            ifaces = [
+                self._plan_iface(spec.sliver_id, iface, ns, netns)
+                for iface, marker in markers
+                if marker is None
+            ]
             base = self.state_dir / "slivers" / spec.sliver_id
-            rules = self.ledger.begin(owner, "nft-rules", self._comment(spec.sliver_id), data={
-                "table": self.table, "first_port": spec.ports.first_port})
-            fs = [self.ledger.begin(owner, "dir", str(base)),
-                  self.ledger.begin(owner, "mount", str(base / "root"),
-                                    data={"lower": str(spec.image_dir)})]
+            rules = self.ledger.begin(
+                owner,
+                "nft-rules",
+                self._comment(spec.sliver_id),
+                data={"table": self.table, "first_port": spec.ports.first_port},
+            )
+            fs = [
+                self.ledger.begin(owner, "dir", str(base)),
+                self.ledger.begin(
+                    owner, "mount", str(base / "root"), data={"lower": str(spec.image_dir)}
+                ),
+            ]
             groups = [str(g) for g in self.cgroups.dirs(spec.sliver_id)]
             fs += [self.ledger.begin(owner, "cgroup", g) for g in groups]
             process = self.ledger.begin(owner, "process", "init", data={"groups": groups})
         return _Plan(ns, netns, control, ifaces, rules, fs, process)
 
-    def _plan_iface(self, sliver_id: str, iface: InterfaceSpec, ns: str,
-                    netns: Record) -> _Iface:
+    def _plan_iface(self, sliver_id: str, iface: InterfaceSpec, ns: str, netns: Record) -> _Iface:
         owner = _sliver(sliver_id)
         host = names.ifname(self.prefix, "v", f"{sliver_id}/{iface.link_id}")
-        data = {"link_id": iface.link_id, "inner": iface.ifname, "ns_name": ns,
-                "capacity": iface.capacity_mbps}
+        data = {
+            "link_id": iface.link_id,
+            "inner": iface.ifname,
+            "ns_name": ns,
+            "capacity": iface.capacity_mbps,
+        }
         tunnel = self.pairs.member(iface.link_id, sliver_id, kind=pairs.TUNNEL)
         if tunnel is not None:
             return self._plan_tunnel(iface, tunnel, data, netns)
         record = self.ledger.begin(owner, "link", host, parent=netns.id, data=data)
-        bridge = self.ledger.find(_link(iface.link_id), "link",
-                                  names.ifname(self.prefix, "b", iface.link_id))
+        bridge = self.ledger.find(
+            _link(iface.link_id), "link", names.ifname(self.prefix, "b", iface.link_id)
+        )
         if bridge is None or "ifindex" not in bridge.data:
             return _Iface(iface, record, None, [])
         capacity = iface.capacity_mbps or bridge.data.get("capacity")
-        qdiscs = [self.ledger.begin(owner, "qdisc", name, parent=record.id, data={"ns": where})
-                  for name, where in ((host, None), (iface.ifname, ns))] if capacity else []
+        qdiscs = (
+            [
+                self.ledger.begin(owner, "qdisc", name, parent=record.id, data={"ns": where})
+                for name, where in ((host, None), (iface.ifname, ns))
+            ]
+            if capacity
+            else []
+        )
         return _Iface(iface, record, bridge.data["ifindex"], qdiscs, capacity)
 
-    def _plan_tunnel(self, iface: InterfaceSpec, tunnel: Record, data: Mapping[str, object],
-                     netns: Record) -> _Iface:
+    def _plan_tunnel(
+        self, iface: InterfaceSpec, tunnel: Record, data: Mapping[str, object], netns: Record
+    ) -> _Iface:
         """A VXLAN device inside the sliver's namespace, recorded there (it dies with it)."""
         owner, ns = netns.owner, netns.name
         capacity = iface.capacity_mbps or tunnel.data.get("capacity")
-        record = self.ledger.begin(owner, "link", iface.ifname, parent=netns.id, data={
-            **data, "ns": ns, "tunnel": True, "vni": tunnel.data["vni"],
-            "local_ip": tunnel.data["local_ip"], "remotes": tunnel.data["remotes"]})
-        qdiscs = ([self.ledger.begin(owner, "qdisc", iface.ifname, parent=record.id,
-                                     data={"ns": ns})] if capacity else [])
+        record = self.ledger.begin(
+            owner,
+            "link",
+            iface.ifname,
+            parent=netns.id,
+            data={
+                **data,
+                "ns": ns,
+                "tunnel": True,
+                "vni": tunnel.data["vni"],
+                "local_ip": tunnel.data["local_ip"],
+                "remotes": tunnel.data["remotes"],
+            },
+        )
+        qdiscs = (
+            [self.ledger.begin(owner, "qdisc", iface.ifname, parent=record.id, data={"ns": ns})]
+            if capacity
+            else []
+        )
         return _Iface(iface, record, None, qdiscs, capacity)
 
     def _sliver_network(self, spec: SliverSpec, plan: _Plan, inside: socket.socket) -> None:
@@ -466,21 +599,38 @@ class NodeRuntime:
             for item in plan.ifaces:
                 if item.record.data.get("tunnel"):
                     data = item.record.data
-                    host.add_vxlan(item.spec.ifname, ns_fd=ns_fd, vni=data["vni"],
-                                   local_ip=data["local_ip"], mtu=LINK_MTU,
-                                   address=item.spec.mac)
+                    host.add_vxlan(
+                        item.spec.ifname,
+                        ns_fd=ns_fd,
+                        vni=data["vni"],
+                        local_ip=data["local_ip"],
+                        mtu=LINK_MTU,
+                        address=item.spec.mac,
+                    )
                     continue
-                host.add_veth(item.record.name, mtu=LINK_MTU, master=item.bridge,
-                              peer=Peer(item.spec.ifname, ns_fd, mtu=LINK_MTU,
-                                        address=item.spec.mac))
-            _indexes(host, [(plan.control, "ifindex", plan.control.name)] +
-                     [(i.record, "ifindex", i.record.name) for i in plan.ifaces
-                      if not i.record.data.get("tunnel")])
+                host.add_veth(
+                    item.record.name,
+                    mtu=LINK_MTU,
+                    master=item.bridge,
+                    peer=Peer(item.spec.ifname, ns_fd, mtu=LINK_MTU, address=item.spec.mac),
+                )
+            _indexes(
+                host,
+                [(plan.control, "ifindex", plan.control.name)]
+                + [
+                    (i.record, "ifindex", i.record.name)
+                    for i in plan.ifaces
+                    if not i.record.data.get("tunnel")
+                ],
+            )
         finally:
             os.close(ns_fd)
         inner = self.net.batch(inside)
-        _indexes(inner, [(plan.control, "inner_index", "eth0")] +
-                 [(i.record, "inner_index", i.spec.ifname) for i in plan.ifaces])
+        _indexes(
+            inner,
+            [(plan.control, "inner_index", "eth0")]
+            + [(i.record, "inner_index", i.spec.ifname) for i in plan.ifaces],
+        )
         for item in plan.ifaces:
             if item.record.data.get("tunnel"):
                 item.record.data["ifindex"] = item.record.data["inner_index"]
@@ -488,9 +638,12 @@ class NodeRuntime:
 
     def _configure(self, spec: SliverSpec, plan: _Plan, host: Batch, inner: Batch) -> None:
         host.isolate_port(plan.control.data["ifindex"])
+        inner.set_link(LOOPBACK, up=True)
         inner.set_link(plan.control.data["inner_index"], up=True)
-        inner.add_address(plan.control.data["inner_index"],
-                          f"{plan.control.data['address']}/{self.subnet.prefixlen}")
+        inner.add_address(
+            plan.control.data["inner_index"],
+            f"{plan.control.data['address']}/{self.subnet.prefixlen}",
+        )
         inner.default_route(str(self.gateway))
         for item in plan.ifaces:
             index, inside = item.record.data["ifindex"], item.record.data["inner_index"]
@@ -531,8 +684,10 @@ class NodeRuntime:
 
     def _shape(self, iface: Record, capacity: float) -> None:
         owner, ns = iface.owner, iface.data["ns_name"]
-        for name, index, where in ((iface.name, iface.data["ifindex"], None),
-                                   (iface.data["inner"], iface.data["inner_index"], ns)):
+        for name, index, where in (
+            (iface.name, iface.data["ifindex"], None),
+            (iface.data["inner"], iface.data["inner_index"], ns),
+        ):
             if self.ledger.find(owner, "qdisc", name) is None:
                 data = {"ifindex": index, "ns": where}
                 with self.ledger.step(owner, "qdisc", name, parent=iface.id, data=data):
@@ -546,18 +701,28 @@ class NodeRuntime:
                         yield record
 
     def _ifaces(self, owner: str) -> list[Record]:
-        return [r for r in self.ledger.records(owner)
-                if r.kind == "link" and "link_id" in r.data and r.done]
+        return [
+            r
+            for r in self.ledger.records(owner)
+            if r.kind == "link" and "link_id" in r.data and r.done
+        ]
 
     def _forward_ports(self, specs: Sequence[SliverSpec], plans: Sequence[_Plan]) -> None:
         """The slivers' DNAT rules in one nft transaction; each record gets its handles."""
-        rules = [(plan, rule) for spec, plan in zip(specs, plans, strict=True)
-                 for chain in ("prerouting", "output")
-                 for rule in dnat_rules(self.table, chain=chain, host_ip=self.host_ip,
-                                        target=str(plan.control.data["address"]),
-                                        first_port=spec.ports.first_port,
-                                        count=spec.ports.count,
-                                        comment=self._comment(spec.sliver_id))]
+        rules = [
+            (plan, rule)
+            for spec, plan in zip(specs, plans, strict=True)
+            for chain in ("prerouting", "output")
+            for rule in dnat_rules(
+                self.table,
+                chain=chain,
+                host_ip=self.host_ip,
+                target=str(plan.control.data["address"]),
+                first_port=spec.ports.first_port,
+                count=spec.ports.count,
+                comment=self._comment(spec.sliver_id),
+            )
+        ]
         handles = self.nft.add_rules([rule for _, rule in rules])
         for plan in plans:
             plan.rules.data["rules"] = []
@@ -566,8 +731,9 @@ class NodeRuntime:
 
     def _overlay(self, sliver_id: str, lower: Path) -> process.Overlay:
         base = self.state_dir / "slivers" / sliver_id
-        return process.Overlay(lower=lower, upper=base / "upper", work=base / "work",
-                               root=base / "root")
+        return process.Overlay(
+            lower=lower, upper=base / "upper", work=base / "work", root=base / "root"
+        )
 
     def _rootfs(self, spec: SliverSpec) -> process.Overlay:
         """The overlay's directories; the init's launcher mounts it in its own mount
@@ -604,8 +770,7 @@ class NodeRuntime:
         etc = self._upper_dir(overlay, "etc")
         (etc / "hostname").write_text(spec.hostname + "\n")
         short = spec.hostname.split(".")[0]
-        (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname} "
-                                   f"{short}\n")
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname} {short}\n")
         mine = self._upper_dir(overlay, "etc/slicelab")
         for name, text in spec.files:
             (mine / name).write_text(text)
@@ -629,15 +794,19 @@ class NodeRuntime:
         mount = self.ledger.find(_sliver(sliver_id), "mount", str(base / "root"))
         if mount is None or "lower" not in mount.data or not (base / "upper").is_dir():
             raise KernelError(f"the root filesystem of sliver {sliver_id} is missing")
-        return process.Launch(namespaces.path_of(names.netns_name(self.prefix, sliver_id)),
-                              self._overlay(sliver_id, Path(mount.data["lower"])),
-                              tuple(self._groups(sliver_id)), base / "console.log")
+        return process.Launch(
+            namespaces.path_of(names.netns_name(self.prefix, sliver_id)),
+            self._overlay(sliver_id, Path(mount.data["lower"])),
+            tuple(self._groups(sliver_id)),
+            base / "console.log",
+        )
 
     def _await_init(self, sliver_id: str, record: Record, launcher: int) -> None:
         self._await_inits([(sliver_id, record, launcher)])
 
-    def _await_inits(self, waiting: list[tuple[str, Record, int]], *,
-                     patience: float = 10.0) -> None:
+    def _await_inits(
+        self, waiting: list[tuple[str, Record, int]], *, patience: float = 10.0
+    ) -> None:
         """Wait until each init is PID 1 of its namespace; its pid and start time in its
         record. Fails when a launcher dies, or when no init has started for ``patience``
         seconds (many inits starting at once on a loaded machine take a while together)."""
@@ -669,23 +838,33 @@ class NodeRuntime:
 
     def _intact(self, sliver_id: str) -> bool:
         base = self.state_dir / "slivers" / sliver_id
-        return (self.net.netns_exists(names.netns_name(self.prefix, sliver_id))
-                and (base / "upper").is_dir()
-                and all(g.exists() for g in self._groups(sliver_id)))
+        return (
+            self.net.netns_exists(names.netns_name(self.prefix, sliver_id))
+            and (base / "upper").is_dir()
+            and all(g.exists() for g in self._groups(sliver_id))
+        )
 
     def _direct(self, sliver_id: str) -> list[dict[str, object]]:
         """The sliver's ends of pair links (see :mod:`slicelab.agent.runtime.pairs`)."""
-        netns = self.ledger.find(_sliver(sliver_id), "netns",
-                                 names.netns_name(self.prefix, sliver_id))
+        netns = self.ledger.find(
+            _sliver(sliver_id), "netns", names.netns_name(self.prefix, sliver_id)
+        )
         return list(netns.data.get("direct", [])) if netns else []
 
     def _links_match(self, spec: SliverSpec) -> bool:
         """Whether each interface was built for its link's current kind."""
         built = {str(d["link_id"]): pairs.PAIR for d in self._direct(spec.sliver_id)}
-        built.update({r.data["link_id"]: pairs.TUNNEL
-                      for r in self._ifaces(_sliver(spec.sliver_id)) if r.data.get("tunnel")})
-        return all(self._link_kind(i.link_id, spec.sliver_id) == built.get(i.link_id, "bridge")
-                   for i in spec.interfaces)
+        built.update(
+            {
+                r.data["link_id"]: pairs.TUNNEL
+                for r in self._ifaces(_sliver(spec.sliver_id))
+                if r.data.get("tunnel")
+            }
+        )
+        return all(
+            self._link_kind(i.link_id, spec.sliver_id) == built.get(i.link_id, "bridge")
+            for i in spec.interfaces
+        )
 
     def _link_kind(self, link_id: str, sliver_id: str) -> str:
         for kind in (pairs.PAIR, pairs.TUNNEL):
@@ -710,16 +889,16 @@ class NodeRuntime:
     # building a link -------------------------------------------------------------------
     def _build_link(self, spec: LinkSpec, bridge: str) -> None:
         owner = _link(spec.link_id)
-        with self.ledger.step(owner, "link", bridge,
-                              data={"capacity": spec.capacity_mbps}) as rec:
+        with self.ledger.step(owner, "link", bridge, data={"capacity": spec.capacity_mbps}) as rec:
             rec.data["ifindex"] = self.net.add_bridge(bridge)
             self.net.configure(rec.data["ifindex"], mtu=LINK_MTU)
         if not spec.remotes:
             return
         vxlan = names.ifname(self.prefix, "x", spec.link_id)
         with self.ledger.step(owner, "link", vxlan) as vrec:
-            vrec.data["ifindex"] = self.net.add_vxlan(vxlan, vni=spec.vni,
-                                                      local_ip=spec.local_ip, mtu=LINK_MTU)
+            vrec.data["ifindex"] = self.net.add_vxlan(
+                vxlan, vni=spec.vni, local_ip=spec.local_ip, mtu=LINK_MTU
+            )
         self.net.configure(vrec.data["ifindex"], master=rec.data["ifindex"], state="up")
         for remote in spec.remotes:
             data = {"ifindex": vrec.data["ifindex"], "device": vxlan}
