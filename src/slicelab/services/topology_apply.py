@@ -285,30 +285,37 @@ def _links(batch: Batch, plan: _Plan, existing: list[LinkRow]) -> list[LinkRow]:
     if not plan.topology.links:
         return []
     everyone = not taken.owns_any(sid)
+    requests = [(link, _link_json(plan.topology, link)) for link in plan.topology.links]
+    kept = {link.client_id: old[link.client_id] for link, request in requests
+            if _unchanged(old.get(link.client_id), request)}
+    mine = list(kept.values())  # the slice's links that stay: never reuse their VNI or subnet
     result = []
-    for link in plan.topology.links:
-        request = _link_json(plan.topology, link)
-        kept = old.get(link.client_id)
-        if kept is not None and {k: v for k, v in kept.request.items() if k != "assigned"} \
-                == request:
-            result.append(kept)
-        else:
-            new = _new_link(plan, link, request, taken, everyone=everyone)
-            result.append(new)
-            batch.on_undo(lambda new=new: taken.remove(new))  # type: ignore[misc]
-        taken.add(result[-1])
+    for link, request in requests:
+        row = kept.get(link.client_id)
+        if row is None:
+            row = _new_link(plan, link, request, taken, everyone=everyone, mine=mine)
+            mine.append(row)
+            batch.on_undo(lambda new=row: taken.remove(new))  # type: ignore[misc]
+        result.append(row)
+        taken.add(row)
     return result
 
 
+def _unchanged(kept: LinkRow | None, request: dict[str, Any]) -> bool:
+    return kept is not None and {k: v for k, v in kept.request.items() if k != "assigned"} \
+        == request
+
+
 def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], taken: _Taken, *,
-              everyone: bool) -> LinkRow:
+              everyone: bool, mine: list[LinkRow]) -> LinkRow:
     sid = _sid(plan.slice)
     if everyone:
         vnis: Collection[int] = taken.vnis
         subnets = taken.merged
     else:
-        vnis = {v for v, owner in taken.vnis.items() if owner != sid}
-        subnets = [n for n, owner in taken.subnets.items() if owner != sid]
+        vnis = {v for v, owner in taken.vnis.items() if owner != sid} | {lk.vni for lk in mine}
+        subnets = [n for n, owner in taken.subnets.items() if owner != sid] + [
+            ipaddress.IPv4Network(lk.subnet) for lk in mine]
     addresses = assign_link_addresses(link.client_id, request["addresses"], subnets)
     assigned = [str(a) for a in addresses]
     return LinkRow(id=f"l-{secrets.token_hex(8)}", slice_id=sid,

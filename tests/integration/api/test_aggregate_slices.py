@@ -188,3 +188,23 @@ def test_non_members_cannot_touch_the_slice(
         == 403
     )
     assert client.get(f"{API}/projects/p/slices/s/status", headers=eve).status_code == 403
+
+
+def test_reapply_with_a_new_link_keeps_the_kept_links_vni_and_subnet(
+    client: Any, admin: dict[str, str], testbed: dict[str, tuple[FakeAgent, int]]
+) -> None:
+    two = {
+        "nodes": [{"name": "n1", "cores": 1}, {"name": "n2", "cores": 1}],
+        "links": [{"name": "l1", "members": ["n1", "n2"], "capacity": 100}],
+    }
+    assert client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=two).is_success
+    more = {
+        "nodes": [*two["nodes"], {"name": "n3", "cores": 1}],
+        "links": [*two["links"], {"name": "l2", "members": ["n2", "n3"], "capacity": 10}],
+    }
+    for topology in (more, two, more):  # add a link, drop it, add it again
+        r = client.put(f"{API}/projects/p/slices/s/topology", headers=admin, json=topology)
+        assert r.status_code == 200, r.text
+    links = {lk["link_id"]: lk for host in testbed.values() for lk in _doc(host[0])["links"]}
+    assert len(links) == 2
+    assert len({lk["vni"] for lk in links.values()}) == 2
