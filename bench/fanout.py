@@ -136,7 +136,7 @@ def node(
     image: str,
     go: EventType,
     results: Any,
-    batch_seconds: float = 0.25,
+    batch_seconds: float = 0.5,
 ) -> None:
     """One node: enroll, build the agent's image code, report ready, wait for the trigger,
     then need ``image`` and report when it is verified and unpacked."""
@@ -196,7 +196,7 @@ def fan_out(
     work: Path,
     server_pid: int,
     profile: Path | None = None,
-    batch_seconds: float = 0.25,
+    batch_seconds: float = 0.5,
 ) -> Result:
     """Start ``nodes`` idle nodes, then time one image reaching all of them."""
     ctx = multiprocessing.get_context("fork")
@@ -309,7 +309,7 @@ def run(
     nodes_dir: Path,
     rates: list[float | None],
     profile: Path | None,
-    batch_seconds: float = 0.25,
+    batch_seconds: float = 0.5,
 ) -> list[Result]:
     server, url, admin = _start_server(work)
     try:
@@ -377,6 +377,8 @@ def report(results: list[Result], *, size: int, counts: tuple[int, int]) -> None
 
 
 def main() -> None:
+    from slicelab.images.fetch import FetchOptions
+
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 and 5 nodes, 16 MiB")
     parser.add_argument("--size-mib", type=int, default=None)
@@ -398,7 +400,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-seconds",
         type=float,
-        default=0.25,
+        default=FetchOptions().batch_seconds,
         help="a capped node's batch, in seconds at its cap",
     )
     parser.add_argument(

@@ -136,7 +136,7 @@ class FetchOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     batch_bytes: int = 4 * 1024 * 1024
     batch_chunks: int = 256
-    batch_seconds: float = 0.25
+    batch_seconds: float = 0.5
 
     @property
     def batch_limit(self) -> int:

@@ -121,6 +121,6 @@ def test_batches_respect_limits_and_split_by_base() -> None:
 
 def test_a_capped_fetch_asks_for_batch_seconds_worth() -> None:
     assert FetchOptions().batch_limit == 4 << 20
-    assert FetchOptions(rate=2_000_000).batch_limit == 500_000
+    assert FetchOptions(rate=2_000_000).batch_limit == 1_000_000
     assert FetchOptions(rate=4_000_000, batch_seconds=1.0).batch_limit == 4_000_000
     assert FetchOptions(rate=1000).batch_limit == 128 * 1024
