@@ -32,12 +32,11 @@ import httpx
 import zstandard
 
 from slicelab.domain.errors import NotFound, SlicelabError, Unavailable
-from slicelab.images.chunker import hash_bytes
 from slicelab.images.delta import decode_chunk, delta_bases, first_refs
 from slicelab.images.errors import IntegrityError
 from slicelab.images.frames import Frame, FrameKind, FrameReader
-from slicelab.images.manifest import BASE_HEADER, MAX_CHUNK, ChunkRef, Manifest, decode_delta
-from slicelab.images.store import ChunkStore
+from slicelab.images.manifest import BASE_HEADER, ChunkRef, Manifest, decode_delta
+from slicelab.images.store import ChunkStore, open_frame
 
 __all__ = [
     "Batch",
@@ -341,15 +340,6 @@ def _recover_file(path: Path, sink: ChunkSink) -> int:
     return kept
 
 
-def open_frame(unpacker: zstandard.ZstdDecompressor, digest: str, blob: bytes) -> bytes:
-    """A stored chunk's bytes from its zstd frame; raises unless they hash to ``digest``."""
-    try:
-        data = unpacker.decompress(blob, max_output_size=MAX_CHUNK)
-    except zstandard.ZstdError as exc:
-        raise IntegrityError(f"chunk {digest} is not a valid zstd frame") from exc
-    if hash_bytes(data) != digest:
-        raise IntegrityError(f"chunk bytes do not hash to {digest}")
-    return data
 
 
 class Fetcher:

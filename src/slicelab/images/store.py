@@ -43,6 +43,7 @@ __all__ = [
     "Catalog",
     "CatalogEntry",
     "ChunkStore",
+    "open_frame",
     "ImageStore",
     "UploadStatus",
     "atomic_write",
@@ -102,6 +103,17 @@ def _check_hash(value: str) -> None:
     if not is_hash(value):
         raise InvalidInput(f"not a chunk hash: {value!r}", field="hash")
 
+
+
+def open_frame(unpacker: zstandard.ZstdDecompressor, digest: str, blob: bytes) -> bytes:
+    """A stored chunk's bytes from its zstd frame; raises unless they hash to ``digest``."""
+    try:
+        data = unpacker.decompress(blob, max_output_size=MAX_CHUNK)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"chunk {digest} is not a valid zstd frame") from exc
+    if hash_bytes(data) != digest:
+        raise IntegrityError(f"chunk bytes do not hash to {digest}")
+    return data
 
 class ChunkStore:
     """Compressed chunks and manifests by hash, written atomically, verified on read."""
@@ -167,13 +179,7 @@ class ChunkStore:
         unpacker = getattr(self._local, "unpacker", None)
         if unpacker is None:  # a zstd context is not thread-safe: one per thread
             unpacker = self._local.unpacker = zstandard.ZstdDecompressor()
-        try:
-            data = unpacker.decompress(blob, max_output_size=MAX_CHUNK)
-        except zstandard.ZstdError as exc:
-            raise IntegrityError(f"chunk {digest} is not a valid zstd frame") from exc
-        if hash_bytes(data) != digest:
-            raise IntegrityError(f"chunk bytes do not hash to {digest}")
-        return data
+        return open_frame(unpacker, digest, blob)
 
     def get(self, digest: str) -> bytes:
         """The chunk's bytes; a chunk that fails its check is deleted and raises."""
