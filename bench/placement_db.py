@@ -320,7 +320,7 @@ def placement_figures(kinds: list[str], *, quick: bool) -> list[str]:
 
 def _breakdown(r: dict[str, float]) -> str:
     """ms per batch (64 clients) in each part of the engine's batch transaction."""
-    parts = ["catch_up", "placing", "leases_bookings", "slivers_links", "commit"]
+    parts = ["catch_up", "placing", "writes", "commit"]
     return ", ".join(f"{p} {r[f'ms_{p}']:.1f}" for p in parts) + \
         f" (per placement {sum(r[f'ms_{p}'] for p in parts) / max(1.0, r['batch']):.2f})"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Sequence
 
 from .errors import Conflict, InsufficientResources, InvalidTopology
@@ -25,12 +26,14 @@ __all__ = [
     "EXPERIMENT_POOL",
     "LINK_PREFIX",
     "PORTS_PER_SLIVER",
+    "SubnetsInUse",
     "VNI_FIRST",
     "VNI_LAST",
     "allocate_ports",
     "allocate_subnet",
     "allocate_vni",
     "assign_link_addresses",
+    "fresh_link_addresses",
     "mac_address",
 ]
 
@@ -46,13 +49,67 @@ VNI_FIRST = 4096
 VNI_LAST = 2**24 - 1
 
 
-def _overlaps(net: IPv4Network, used: Iterable[IPv4Network]) -> IPv4Network | None:
+class SubnetsInUse:
+    """Subnets in use as sorted, disjoint address ranges, adjacent ones merged: for allocating
+    from many subnets (every slice's links) often. Adding one and finding the first free
+    subnet take a binary search, where a list of networks is walked whole."""
+
+    def __init__(self, nets: Iterable[IPv4Network] = ()) -> None:
+        self._starts: list[int] = []  # range i is [_starts[i], _ends[i])
+        self._ends: list[int] = []
+        for net in nets:
+            self.add(net)
+
+    def add(self, net: IPv4Network) -> None:
+        start = int(net.network_address)
+        end = start + net.num_addresses
+        first = bisect_left(self._ends, start)  # ranges that touch or overlap [start, end)
+        last = bisect_right(self._starts, end)
+        if first < last:
+            start, end = min(start, self._starts[first]), max(end, self._ends[last - 1])
+        self._starts[first:last] = [start]
+        self._ends[first:last] = [end]
+
+    def overlapping(self, net: IPv4Network) -> IPv4Network | None:
+        """A network in use that overlaps ``net`` (a CIDR block of the merged range)."""
+        start = int(net.network_address)
+        end = start + net.num_addresses
+        i = bisect_right(self._ends, start)
+        if i == len(self._starts) or self._starts[i] >= end:
+            return None
+        blocks = ipaddress.summarize_address_range(ipaddress.IPv4Address(self._starts[i]),
+                                                   ipaddress.IPv4Address(self._ends[i] - 1))
+        return next(b for b in blocks if b.overlaps(net))
+
+    def first_free(self, pool: IPv4Network, prefix: int) -> int | None:
+        """The first address of the first free ``/prefix`` in ``pool``, or None."""
+        size = 2 ** (32 - prefix)
+        candidate = int(pool.network_address)
+        i = bisect_right(self._ends, candidate)
+        while i < len(self._starts) and self._starts[i] < candidate + size:
+            candidate = max(candidate, -(-self._ends[i] // size) * size)
+            i += 1
+        return candidate if candidate + size <= int(pool.broadcast_address) + 1 else None
+
+
+Used = Collection[IPv4Network] | SubnetsInUse
+
+
+def _overlaps(net: IPv4Network, used: Used) -> IPv4Network | None:
+    if isinstance(used, SubnetsInUse):
+        return used.overlapping(net)
     return next((u for u in used if net.overlaps(u)), None)
 
 
-def allocate_subnet(used: Collection[IPv4Network], *, pool: IPv4Network = EXPERIMENT_POOL,
+def allocate_subnet(used: Used, *, pool: IPv4Network = EXPERIMENT_POOL,
                     prefix: int = LINK_PREFIX) -> IPv4Network:
     """The first ``/prefix`` of ``pool`` that overlaps nothing in ``used``."""
+    if isinstance(used, SubnetsInUse):
+        found = used.first_free(pool, prefix)
+        if found is None:
+            raise InsufficientResources(f"the experimental address pool {pool} is exhausted",
+                                        field="addresses")
+        return IPv4Network((found, prefix))
     inside = sorted((u for u in used if u.overlaps(pool)), key=lambda n: int(n.network_address))
     candidate = int(pool.network_address)
     size = 2 ** (32 - prefix)
@@ -92,7 +149,7 @@ def _check_named(link: str, requested: Sequence[str | None], net: IPv4Network) -
 
 
 def assign_link_addresses(link: str, requested: Sequence[str | None],
-                          used: Collection[IPv4Network]) -> list[IPv4Interface]:
+                          used: Used) -> list[IPv4Interface]:
     """One address per interface of ``link``: the named ones kept, the rest filled in.
 
     ``used`` are the subnets of every other link. A named subnet that overlaps one of them
@@ -118,6 +175,22 @@ def assign_link_addresses(link: str, requested: Sequence[str | None],
         taken.add(ip)
         result.append(IPv4Interface((ip, net.prefixlen)))
     return result
+
+
+def fresh_link_addresses(link: str, count: int, used: Used) -> tuple[IPv4Network, list[str]]:
+    """A fresh subnet from the pool and its first ``count`` host addresses ("a.b.c.d/p"): what
+    :func:`assign_link_addresses` gives a link that names no address, without building an
+    address object per interface."""
+    net = allocate_subnet(used)
+    if count > max(net.num_addresses - 2, 0):
+        raise InsufficientResources(f"link {link!r}: subnet {net} has too few addresses",
+                                    field="addresses")
+    base, suffix = int(net.network_address), f"/{net.prefixlen}"
+    return net, [_dotted(base + 1 + k) + suffix for k in range(count)]
+
+
+def _dotted(address: int) -> str:
+    return f"{address >> 24}.{address >> 16 & 255}.{address >> 8 & 255}.{address & 255}"
 
 
 def allocate_ports(used_first_ports: Collection[int], *, count: int = PORTS_PER_SLIVER,
@@ -146,7 +219,7 @@ def mac_address(*parts: str, used: Collection[str] = ()) -> str:
     """A locally administered unicast MAC derived from ``parts``, avoiding ``used``."""
     for attempt in range(1000):
         digest = hashlib.sha256("\0".join((*parts, str(attempt))).encode()).digest()
-        mac = "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+        mac = "02:" + digest[:5].hex(":")
         if mac not in used:
             return mac
     raise InsufficientResources("no free MAC address", field="mac")

@@ -10,7 +10,11 @@ Usage of a host over a window is found with a sweep line over the booking bounda
 fall inside it, never by stepping through time: each dimension's peak is the largest sum of
 the bookings live at one instant. A request fits a host over a window when, per dimension,
 that peak plus the request stays within the host's capacity — the same as checking every
-instant, because the request is constant over the window.
+instant, because the request is constant over the window. When one instant of the window has
+every overlapping booking live, the peak is just their sum, without a sweep. The calendar keeps
+each host's peaks once found, and raises them when a booking comes without sweeping again:
+booking ``L`` over ``w`` makes the peak over a window ``v`` that contains ``w`` the larger of
+the old peak over ``v`` and the old peak over ``w`` plus ``L`` (``L`` is constant over ``w``).
 
 :meth:`Calendar.find_slot` tries as start times only ``earliest`` and the ends of bookings
 after it. That finds the earliest fitting window: if a window starting at ``s`` fits and
@@ -28,7 +32,7 @@ from typing import TypeVar
 
 from .errors import Conflict, InsufficientResources, InvalidInput, NotFound
 from .inventory import Host, Inventory
-from .resources import Resources
+from .resources import Resources, _make
 
 __all__ = [
     "ALL_TIME",
@@ -80,6 +84,8 @@ class Window:
 
 
 ALL_TIME = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+_Span = tuple[datetime, datetime]  # a window's (start, end), as a cheap key
+_ALL_SPAN: _Span = (ALL_TIME.start, ALL_TIME.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,19 +119,48 @@ class Usage:
 
 
 _EMPTY = Usage()
+_NOTHING = Resources()
 _SCALARS = 5  # cpu, memory, disk, bandwidth, uplink
+_CACHED_WINDOWS = 8  # per host, besides ALL_TIME
+_Vector = tuple[int, int, int, int, int, tuple[tuple[str, int], ...]]
 
 
-def _vector(b: Booking) -> tuple[int, int, int, int, int]:
+def _vector(b: Booking) -> _Vector:
     r = b.resources
-    return (r.cpu_milli, r.memory_mib, r.disk_gib, r.bandwidth_mbps, b.uplink_mbps)
+    return (r.cpu_milli, r.memory_mib, r.disk_gib, r.bandwidth_mbps, b.uplink_mbps, r.devices)
 
 
-def _usage(live: Sequence[Booking], scalars: Sequence[int], devices: dict[str, int]) -> Usage:
-    cpu, mem, disk, bw, uplink = scalars
-    resources = Resources(cpu, mem, disk, bw, tuple(devices.items()))
-    return Usage(resources, uplink, len(live), any(b.exclusive for b in live),
-                 frozenset(b.slice_id for b in live))
+def _single(b: Booking) -> Usage:
+    return Usage(b.resources, b.uplink_mbps, 1, b.exclusive, frozenset((b.slice_id,)))
+
+
+def _usage(live: Sequence[Booking], peak: Sequence[int], devices: dict[str, int]) -> Usage:
+    cpu, mem, disk, bw, uplink = peak
+    frozen = tuple(sorted((n, c) for n, c in devices.items() if c))
+    return Usage(_make(cpu, mem, disk, bw, frozen), uplink, len(live),
+                 any(b.exclusive for b in live), frozenset(b.slice_id for b in live))
+
+
+def _all_at_once(live: Sequence[Booking], window: Window) -> bool:
+    """Whether one instant of ``window`` has every booking of ``live`` live."""
+    first_end = min(window.end, min(b.window.end for b in live))
+    return max(window.start, max(b.window.start for b in live)) < first_end
+
+
+def _total(live: Sequence[Booking]) -> Usage:
+    """The usage when all of ``live`` are live at once: the peak is their sum."""
+    cpu = mem = disk = bw = uplink = 0
+    devices: dict[str, int] = {}
+    for b in live:
+        r = b.resources
+        cpu += r.cpu_milli
+        mem += r.memory_mib
+        disk += r.disk_gib
+        bw += r.bandwidth_mbps
+        uplink += b.uplink_mbps
+        for name, count in r.devices:
+            devices[name] = devices.get(name, 0) + count
+    return _usage(live, (cpu, mem, disk, bw, uplink), devices)
 
 
 def _events(live: Sequence[Booking], window: Window) -> list[tuple[datetime, int, int]]:
@@ -137,25 +172,66 @@ def _events(live: Sequence[Booking], window: Window) -> list[tuple[datetime, int
     return events
 
 
-def peak_usage(bookings: Iterable[Booking], window: Window = ALL_TIME) -> Usage:
-    """Per-dimension peak of the bookings over ``window``, by a sweep over their boundaries."""
-    live = [b for b in bookings if b.window.overlaps(window)]
-    if len(live) <= 1:
-        return _usage(live, _vector(live[0]), dict(live[0].resources.devices)) if live else _EMPTY
-    current, peak = [0] * _SCALARS, [0] * _SCALARS
+def _sweep(live: Sequence[Booking], window: Window) -> Usage:
+    """Per-dimension peak by a sweep over the bookings' boundaries inside ``window``."""
+    vectors = [_vector(b) for b in live]
+    cpu = mem = disk = bw = up = 0
+    peak = [0] * _SCALARS
     cur_dev: dict[str, int] = {}
     peak_dev: dict[str, int] = {}
     for _, starting, i in _events(live, window):
-        sign = 1 if starting else -1
-        for k, v in enumerate(_vector(live[i])):
-            current[k] += sign * v
-        for name, count in live[i].resources.devices:
-            cur_dev[name] = cur_dev.get(name, 0) + sign * count
-        if starting:
-            peak = [max(p, c) for p, c in zip(peak, current, strict=True)]
-            for name, count in cur_dev.items():
-                peak_dev[name] = max(peak_dev.get(name, 0), count)
+        c, m, d, w, u, devices = vectors[i]
+        if not starting:
+            cpu, mem, disk, bw, up = cpu - c, mem - m, disk - d, bw - w, up - u
+            for name, count in devices:
+                cur_dev[name] -= count
+            continue
+        cpu, mem, disk, bw, up = cpu + c, mem + m, disk + d, bw + w, up + u
+        peak = [max(peak[0], cpu), max(peak[1], mem), max(peak[2], disk), max(peak[3], bw),
+                max(peak[4], up)]
+        for name, count in devices:
+            cur_dev[name] = cur_dev.get(name, 0) + count
+        for name, count in cur_dev.items():
+            peak_dev[name] = max(peak_dev.get(name, 0), count)
     return _usage(live, peak, peak_dev)
+
+
+def peak_usage(bookings: Iterable[Booking], window: Window = ALL_TIME) -> Usage:
+    """Per-dimension peak of the bookings over ``window``, by a sweep over their boundaries."""
+    start, end = window.start, window.end
+    live = [b for b in bookings if b.window.start < end and start < b.window.end]
+    if len(live) <= 1:
+        return _single(live[0]) if live else _EMPTY
+    if _all_at_once(live, window):
+        return _total(live)
+    return _sweep(live, window)
+
+
+def _raised(usage: Usage, before: Usage, load: _Load) -> Usage:
+    """A window's usage once ``load`` is booked over a window inside it (its usage then was
+    ``before``): per dimension the larger of what it was and ``before`` plus the load."""
+    r, b, add = usage.resources, before.resources, load.resources
+    resources = _make(max(r.cpu_milli, b.cpu_milli + add.cpu_milli),
+                      max(r.memory_mib, b.memory_mib + add.memory_mib),
+                      max(r.disk_gib, b.disk_gib + add.disk_gib),
+                      max(r.bandwidth_mbps, b.bandwidth_mbps + add.bandwidth_mbps),
+                      _max_devices(r.devices, (b + add).devices if add.devices else b.devices))
+    slices = usage.slices if load.slices <= usage.slices else usage.slices | load.slices
+    return Usage(resources, max(usage.uplink_mbps, before.uplink_mbps + load.uplink_mbps),
+                 usage.bookings + load.count, usage.exclusive or load.exclusive, slices)
+
+
+def _max_devices(a: tuple[tuple[str, int], ...], b: tuple[tuple[str, int], ...],
+                 ) -> tuple[tuple[str, int], ...]:
+    """Per device the larger count of two frozen device multisets."""
+    if not b or a == b:
+        return a
+    if not a:
+        return b
+    merged = dict(a)
+    for name, count in b:
+        merged[name] = max(merged.get(name, 0), count)
+    return tuple(sorted(merged.items()))
 
 
 def renewal_end(current_end: datetime, *, by: timedelta | None = None,
@@ -177,20 +253,25 @@ class _Load:
     """What one lease puts on one host."""
 
     host: Host
-    resources: Resources = field(default_factory=Resources)
+    resources: Resources = _NOTHING
     uplink_mbps: int = 0
     count: int = 0
     exclusive: bool = False
+    slices: frozenset[str] = frozenset()
 
     def add(self, b: Booking) -> None:
-        self.resources = self.resources + b.resources
+        self.resources = self.resources + b.resources if self.count else b.resources
         self.uplink_mbps += b.uplink_mbps
         self.count += 1
         self.exclusive = self.exclusive or b.exclusive
+        if b.slice_id not in self.slices:
+            self.slices = self.slices | {b.slice_id}
 
 
 def _violations(load: _Load, usage: Usage) -> list[str]:
     """Why ``load`` does not fit on its host next to ``usage`` (empty when it fits)."""
+    if _fits(load, usage):
+        return []
     host = load.host
     if not host.available:
         return [f"host {host.name} is not available"]
@@ -205,6 +286,23 @@ def _violations(load: _Load, usage: Usage) -> list[str]:
     return [f"host {host.name}: {item}" for item in found]
 
 
+def _fits(load: _Load, usage: Usage) -> bool:
+    """The quick yes of :func:`_violations`: ``load`` fits on its host next to ``usage``."""
+    host, need, used = load.host, load.resources, usage.resources
+    cap = host.capacity
+    if (not host.available or usage.exclusive or (load.exclusive and (usage.bookings
+                                                                      or load.count > 1))
+            or (host.uplink_mbps is not None
+                and usage.uplink_mbps + load.uplink_mbps > host.uplink_mbps)):
+        return False
+    if (need.cpu_milli + used.cpu_milli > cap.cpu_milli
+            or need.memory_mib + used.memory_mib > cap.memory_mib
+            or need.disk_gib + used.disk_gib > cap.disk_gib
+            or need.bandwidth_mbps + used.bandwidth_mbps > cap.bandwidth_mbps):
+        return False
+    return not need.devices or (need + used).fits_in(cap)
+
+
 class Calendar:
     """All bookings of one aggregate, with the checks that keep every host within capacity.
 
@@ -212,6 +310,11 @@ class Calendar:
     that overlap the time of interest and books inside the same transaction as the insert.
     Observers registered with :meth:`subscribe` hear the id of every host whose bookings
     change (placement indexes keep themselves current that way).
+
+    Peaks are kept per host and window once found (a few windows a host, and
+    :data:`ALL_TIME`). A booking raises the kept peak of its own window and of ALL_TIME (see
+    :func:`_raised`), keeps those of the windows it misses and drops the rest; any other
+    change to a host's bookings drops all of that host's.
     """
 
     def __init__(self, inventory: Inventory, bookings: Iterable[Booking] = ()) -> None:
@@ -219,6 +322,7 @@ class Calendar:
         self._by_host: dict[str, list[Booking]] = {}
         self._by_lease: dict[str, list[Booking]] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self._peaks: dict[str, dict[_Span, Usage]] = {}
         for booking in bookings:
             self._insert(booking)
 
@@ -243,7 +347,21 @@ class Calendar:
 
     def peak(self, host_id: str, window: Window = ALL_TIME) -> Usage:
         bookings = self._by_host.get(host_id)
-        return peak_usage(bookings, window) if bookings else _EMPTY
+        if not bookings:
+            return _EMPTY
+        kept = self._peaks.get(host_id)
+        if kept is None:
+            kept = self._peaks[host_id] = {}
+        span = (window.start, window.end)
+        usage = kept.get(span)
+        if usage is None:
+            if len(kept) > _CACHED_WINDOWS:
+                all_time = kept.get(_ALL_SPAN)
+                kept.clear()
+                if all_time is not None:
+                    kept[_ALL_SPAN] = all_time
+            usage = kept[span] = peak_usage(bookings, window)
+        return usage
 
     def free(self, host_id: str, window: Window) -> Resources:
         """What is left of the host's capacity at the busiest instant of ``window``."""
@@ -263,21 +381,26 @@ class Calendar:
     def book(self, bookings: Sequence[Booking], *, now: datetime) -> None:
         """Book one lease (all its bookings or none); refuse anything that would oversubscribe."""
         window = self._check_new_lease(bookings, now=now)
+        loads = self._loads(bookings)
+        before = {host_id: self.peak(host_id, window) for host_id in loads}
         problems = []
-        for host_id, load in self._loads(bookings).items():
-            problems += _violations(load, self.peak(host_id, window))
+        for host_id, load in loads.items():
+            problems += _violations(load, before[host_id])
         if problems:
             raise InsufficientResources(
                 f"lease {bookings[0].lease_id} does not fit over {window}: " + "; ".join(problems))
         for booking in bookings:
             self._insert(booking)
-        self._notify({b.host_id for b in bookings})
+        for host_id, load in loads.items():
+            self._raise_peaks(host_id, window, before[host_id], load)
+        self._notify(loads)
 
     def release(self, lease_id: str) -> tuple[Booking, ...]:
         """Remove a lease's bookings; releasing an unknown or released lease does nothing."""
         removed = tuple(self._by_lease.pop(lease_id, ()))
         for booking in removed:
             self._by_host[booking.host_id].remove(booking)
+            self._peaks.pop(booking.host_id, None)
         self._notify({b.host_id for b in removed})
         return removed
 
@@ -353,7 +476,9 @@ class Calendar:
             raise InvalidInput("a lease needs at least one booking", field="bookings")
         _require_aware(now, "now")
         first = bookings[0]
-        if any(b.lease_id != first.lease_id or b.window != first.window for b in bookings):
+        if any(b.lease_id != first.lease_id or (b.window is not first.window
+                                                and b.window != first.window)
+               for b in bookings):
             raise InvalidInput("the bookings of one lease share its id and window",
                                field="bookings")
         if first.lease_id in self._by_lease:
@@ -391,9 +516,24 @@ class Calendar:
             group[i] = new
             host_list = self._by_host[old.host_id]
             host_list[host_list.index(old)] = new
+            self._peaks.pop(old.host_id, None)
         self._notify({b.host_id for b in group})
 
+    def _raise_peaks(self, host_id: str, window: Window, before: Usage, load: _Load) -> None:
+        """Bring the host's kept peaks up to date after ``load`` was booked over ``window``,
+        where the host's peak was ``before``."""
+        start, end = window.start, window.end
+        kept = self._peaks.get(host_id, {})
+        new = {(s, e): usage for (s, e), usage in kept.items() if e <= start or end <= s}
+        new[start, end] = _raised(before, before, load)
+        if len(self._by_host[host_id]) == load.count:  # nothing else on the host
+            new[_ALL_SPAN] = new[start, end]
+        elif _ALL_SPAN in kept:
+            new[_ALL_SPAN] = _raised(kept[_ALL_SPAN], before, load)
+        self._peaks[host_id] = new
+
     def _insert(self, booking: Booking) -> None:
+        """File a booking; the caller brings the host's kept peaks up to date (or drops them)."""
         self._by_host.setdefault(booking.host_id, []).append(booking)
         self._by_lease.setdefault(booking.lease_id, []).append(booking)
 

@@ -67,7 +67,7 @@ class Site:
 class Inventory:
     """An immutable snapshot of hosts and sites. Sites not listed get default policy."""
 
-    __slots__ = ("_by_binding", "_hosts", "_sites")
+    __slots__ = ("_by_binding", "_defaults", "_hosts", "_sites")
 
     def __init__(self, hosts: Iterable[Host], sites: Iterable[Site] = ()) -> None:
         self._hosts: dict[str, Host] = {}
@@ -75,6 +75,7 @@ class Inventory:
         for host in hosts:
             self._add(host)
         self._sites: dict[str, Site] = {s.name: s for s in sites}
+        self._defaults: dict[str, Site] = {}  # the default-policy Site of each unlisted name
 
     def _add(self, host: Host) -> None:
         if host.id in self._hosts:
@@ -108,7 +109,10 @@ class Inventory:
         return self._hosts[host_id]
 
     def site(self, name: str) -> Site:
-        return self._sites.get(name) or Site(name)
+        found = self._sites.get(name) or self._defaults.get(name)
+        if found is None:
+            found = self._defaults[name] = Site(name)
+        return found
 
     @property
     def sites(self) -> Mapping[str, Site]:

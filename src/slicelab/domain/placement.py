@@ -41,10 +41,11 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from itertools import islice
+from typing import Any, Literal, Protocol
 
 from .calendar import Booking, Calendar, Usage, Window
 from .errors import InsufficientResources, InvalidInput, NotFound
@@ -212,16 +213,23 @@ class HostIndex:
         self._buckets: dict[tuple[str | None, _Class], _Bucket] = {}
         self._keys: dict[str, _Key] = {}
         self._booked: set[str] = set()
+        self._homes: dict[str, tuple[_Bucket, _Bucket]] = {}  # host id -> global, site bucket
         self._match: dict[tuple[str | None, frozenset[str], frozenset[str]], list[_Bucket]] = {}
         for host in inventory.hosts.values():
             if host.available:
                 self._keys[host.id] = self._key(host)
                 if calendar.has_bookings(host.id):
                     self._booked.add(host.id)
+        shared: dict[tuple[str, _Class], tuple[_Bucket, _Bucket]] = {}  # one per site, class
         for host_id, key in self._keys.items():
             host = inventory.hosts[host_id]
-            for site in (None, host.site):
-                bucket = self._buckets.setdefault((site, _class_of(host)), _Bucket())
+            place = (host.site, _class_of(host))
+            homes = shared.get(place)
+            if homes is None:
+                homes = shared[place] = (self._buckets.setdefault((None, place[1]), _Bucket()),
+                                         self._buckets.setdefault(place, _Bucket()))
+            self._homes[host_id] = homes
+            for bucket in homes:
                 bucket.add(host, key, booked=host_id in self._booked)
         for bucket in self._buckets.values():
             bucket.keys.sort()
@@ -241,17 +249,19 @@ class HostIndex:
         old = self._keys.get(host_id)
         if old is None:
             return
-        host = self.inventory.hosts[host_id]
-        new = self._key(host)
+        new = self._key(self.inventory.hosts[host_id])
         was, now = host_id in self._booked, self.calendar.has_bookings(host_id)
+        if new == old and was == now:
+            return
         self._keys[host_id] = new
         (self._booked.add if now else self._booked.discard)(host_id)
-        for site in (None, host.site):
-            bucket = self._buckets[(site, _class_of(host))]
+        for bucket in self._homes[host_id]:
             _move(bucket.keys, old, new)
-            if was:
+            if was and now:
+                _move(bucket.booked, old, new)
+            elif was:
                 del bucket.booked[bisect_left(bucket.booked, old)]
-            if now:
+            elif now:
                 insort(bucket.booked, new)
 
     def lists_for(self, *, site: str | None, hardware: frozenset[str],
@@ -270,14 +280,12 @@ class HostIndex:
                    booked: bool = True) -> Iterator[Host]:
         """Hosts that may fit ``need`` in some window: best fit first, then (when ``booked``)
         hosts whose headroom is too small but whose bookings may leave room in the window."""
-        devices = frozenset(name for name, _ in need.devices)
+        devices = frozenset(name for name, _ in need.devices) if need.devices else _NONE
         buckets = [b for b in self.lists_for(site=site, hardware=hardware, devices=devices)
                    if b.max_cpu >= need.cpu_milli and b.max_mem >= need.memory_mib]
         probe = (need.cpu_milli, need.memory_mib, "")
         hosts, mine = self.inventory.hosts, self._booked
-        ahead = heapq.merge(*(_walk(b.keys, bisect_left(b.keys, probe), len(b.keys), 1)
-                              for b in buckets))
-        for _, mem, host_id in ahead:
+        for _, mem, host_id in _ascending([b.keys for b in buckets], probe):
             if mem >= need.memory_mib or (booked and host_id in mine):
                 yield hosts[host_id]
         if not booked:
@@ -310,14 +318,44 @@ class HostIndex:
 
 
 def _move(keys: list[_Key], old: _Key, new: _Key) -> None:
-    del keys[bisect_left(keys, old)]
-    insort(keys, new)
+    """Replace ``old`` by ``new`` in the sorted ``keys``, shifting only the keys between."""
+    i, j = bisect_left(keys, old), bisect_left(keys, new)
+    if j <= i:
+        keys[j + 1:i + 1] = keys[j:i]
+        keys[j] = new
+    else:
+        keys[i:j - 1] = keys[i + 1:j]
+        keys[j - 1] = new
 
 
 def _bucket_order(item: tuple[tuple[str | None, _Class], _Bucket],
                   ) -> tuple[str, list[str], list[str], int, int]:
     (site, (hw, dev, cpu, mem)), _ = item
     return site or "", sorted(hw), sorted(dev), cpu, mem
+
+
+def _ascending(lists: list[list[_Key]], probe: _Key) -> Iterator[_Key]:
+    """The keys of the sorted ``lists`` from ``probe`` up, merged in order."""
+    if len(lists) == 1:
+        return islice(lists[0], bisect_left(lists[0], probe), None)
+    return _merged(lists, probe)
+
+
+def _merged(lists: list[list[_Key]], probe: _Key) -> Iterator[_Key]:
+    heap = []
+    for n, keys in enumerate(lists):
+        i = bisect_left(keys, probe)
+        if i < len(keys):
+            heap.append((keys[i], n, i))
+    heapq.heapify(heap)
+    while heap:
+        key, n, i = heap[0]
+        yield key
+        keys, i = lists[n], i + 1
+        if i < len(keys):
+            heapq.heapreplace(heap, (keys[i], n, i))
+        else:
+            heapq.heappop(heap)
 
 
 def _walk(keys: list[_Key], start: int, stop: int, step: int) -> Iterator[_Key]:
@@ -332,28 +370,27 @@ def _static_fit(capacity: Resources, need: Resources) -> bool:
 # -- the search -------------------------------------------------------------------------------
 
 _ZERO = Resources()
+_NONE: frozenset[str] = frozenset()
+_DEFAULT_POLICY = PlacementPolicy()
 _STAGES = ("binding", "availability", "site", "hardware_type", "device", "exclusive",
            "one_sliver_per_slice_per_node", "capacity", "uplink")  # the order of the checks
 
 
-@dataclass(slots=True)
 class _Node:
-    index: int
-    request: NodeRequest
-    hardware: frozenset[str]
-    links: list[int] = field(default_factory=list)
-    neighbors: list[int] = field(default_factory=list)
+    """One requested node as the search sees it."""
 
-    @property
-    def need(self) -> Resources:
-        return self.request.resources
+    __slots__ = ("hardware", "index", "links", "name", "need", "neighbors", "request")
 
-    @property
-    def name(self) -> str:
-        return self.request.client_id
+    def __init__(self, index: int, request: NodeRequest) -> None:
+        self.index, self.request = index, request
+        self.hardware = frozenset((request.hardware_type,)) if request.hardware_type else _NONE
+        self.need: Resources = request.resources
+        self.name: str = request.client_id
+        self.links: list[int] = []
+        self.neighbors: list[int] = []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Link:
     client_id: str
     members: tuple[int, ...]
@@ -392,42 +429,51 @@ def _fits(cap: Resources, used: Resources, extra: Resources, need: Resources) ->
 
 
 def _build(topology: Topology) -> tuple[list[_Node], list[_Link]]:
-    nodes = [_Node(i, r, frozenset([r.hardware_type]) if r.hardware_type else frozenset())
-             for i, r in enumerate(topology.nodes)]
+    nodes = [_Node(i, r) for i, r in enumerate(topology.nodes)]
+    if not topology.links:
+        return nodes, []
     at = {n.name: n.index for n in nodes}
+    node_of = {i.client_id: at[i.node] for i in topology.interfaces}
     links = []
-    for link in topology.links:
-        members = tuple(dict.fromkeys(at[name] for name in topology.link_nodes(link)))
+    for k, link in enumerate(topology.links):
+        members = tuple(dict.fromkeys([node_of[i] for i in link.interfaces]))
         links.append(_Link(link.client_id, members, link.capacity_mbps or 0))
         for m in members:
-            nodes[m].links.append(len(links) - 1)
-            nodes[m].neighbors += [o for o in members if o != m and o not in nodes[m].neighbors]
+            node = nodes[m]
+            node.links.append(k)
+            for o in members:
+                if o != m and o not in node.neighbors:
+                    node.neighbors.append(o)
     return nodes, links
 
 
 def _component(nodes: list[_Node], start: int, free: set[int]) -> list[int]:
     """Breadth-first from ``start`` over links, larger neighbours first."""
-    order, queue = [start], [start]
+    order = [start]
     free.discard(start)
-    while queue:
-        current = nodes[queue.pop(0)]
-        for other in sorted((nodes[o] for o in current.neighbors if o in free), key=_size):
+    for current in order:  # grows while it is walked: the queue
+        found = [nodes[o] for o in nodes[current].neighbors if o in free]
+        if len(found) > 1:
+            found.sort(key=_size)
+        for other in found:
             free.discard(other.index)
             order.append(other.index)
-            queue.append(other.index)
     return order
 
 
 def _order(nodes: list[_Node]) -> tuple[list[int], dict[int, list[int]]]:
     """Placement order, and each linked group of unbound nodes by its first node."""
+    if len(nodes) == 1:
+        return [0], {}
     bound = [n.index for n in nodes if n.request.component_id]
     exclusive = [n.index for n in nodes if n.request.exclusive and n.index not in bound]
-    free = {n.index for n in nodes} - set(bound) - set(exclusive)
+    free = {n.index for n in nodes}.difference(bound, exclusive)
     groups = []
     for node in sorted(nodes, key=_size):
         if node.index in free:
             groups.append(_component(nodes, node.index, free))
-    groups.sort(key=lambda g: (-sum(nodes[i].need.cpu_milli for i in g), g[0]))
+    if len(groups) > 1:
+        groups.sort(key=lambda g: (-sum(nodes[i].need.cpu_milli for i in g), g[0]))
     order = bound + exclusive + [i for g in groups for i in g]
     return order, {g[0]: g for g in groups if len(g) > 1}
 
@@ -442,6 +488,8 @@ class _Search:
         self.assigned: dict[int, Host] = {}
         self.overlay: dict[str, _Overlay] = {}
         self.usage: dict[str, Usage] = {}
+        self.group_needs: dict[int, _Group | Literal[False]] = {}  # False: no common site
+        self.strict_sites: dict[str, bool] = {}  # site -> one sliver per slice per node
         self.rejected: dict[int, Counter[str]] = {}
         self.uplink_notes: dict[int, tuple[str, str]] = {}
         self.blocked, self.blocked_depth, self.steps = 0, -1, 0
@@ -484,7 +532,7 @@ class _Search:
                 if reason is None:
                     fitted[depth] += 1
                     return True
-                self.rejected.setdefault(node.index, Counter())[reason] += 1
+                self._note(node, reason)
         if depth >= self.blocked_depth:
             self.blocked, self.blocked_depth = node.index, depth
         return False
@@ -494,39 +542,63 @@ class _Search:
             yield from self._bound(node)
             return
         seen: set[str] = set()
-        sources: list[Iterable[Host]] = []
         if self.policy.colocate:
-            sources.append(self._neighbour_hosts(node))
-            group = self._group(node)
-            if group is not None:
-                sources.append(_take(self.index.candidates(
-                    group.need, site=group.site, hardware=group.hardware, booked=False),
-                    self.policy.candidates_per_node))
-        sources.append(self.index.candidates(node.need, site=node.request.site,
-                                             hardware=node.hardware))
-        for source in sources:
-            for host in source:
+            for host in self._colocated(node):
                 if host.id not in seen:
                     seen.add(host.id)
                     yield host
+        for host in self.index.candidates(node.need, site=node.request.site,
+                                          hardware=node.hardware):
+            if host.id not in seen:
+                seen.add(host.id)
+                yield host
+
+    def _colocated(self, node: _Node) -> Iterator[Host]:
+        """The hosts of the node's placed neighbours, then hosts that could take its group."""
+        if node.neighbors:
+            yield from self._neighbour_hosts(node)
+        group = self._group(node)
+        if group is not None:
+            yield from islice(self.index.candidates(group.need, site=group.site,
+                                                    hardware=group.hardware, booked=False),
+                              self.policy.candidates_per_node)
 
     def _bound(self, node: _Node) -> Iterator[Host]:
         assert node.request.component_id is not None
         try:
             yield self.inventory.resolve(node.request.component_id)
         except NotFound:
-            self.rejected.setdefault(node.index, Counter())["binding"] += 1
+            self._note(node, "binding")
+
+    def _note(self, node: _Node, reason: str) -> None:
+        counts = self.rejected.get(node.index)
+        if counts is None:
+            counts = self.rejected[node.index] = Counter()
+        counts[reason] += 1
 
     def _neighbour_hosts(self, node: _Node) -> list[Host]:
-        counts = Counter(self.assigned[o].id for o in node.neighbors if o in self.assigned)
+        """The hosts of the node's placed neighbours, the most of them first, then by id."""
+        assigned = self.assigned
+        placed = [assigned[o] for o in node.neighbors if o in assigned]
+        if len(placed) <= 1:
+            return placed
+        counts = Counter(host.id for host in placed)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return [self.inventory.hosts[host_id] for host_id, _ in ranked]
 
     def _group(self, node: _Node) -> _Group | None:
-        members = [self.nodes[i] for i in self.groups.get(node.index, ())]
-        sites = {m.request.site for m in members} - {None}
-        if not members or len(sites) > 1:
+        if node.index not in self.groups:
             return None
+        found = self.group_needs.get(node.index)
+        if found is None:
+            found = self.group_needs[node.index] = self._group_need(node)
+        return found or None
+
+    def _group_need(self, node: _Node) -> _Group | Literal[False]:
+        members = [self.nodes[i] for i in self.groups[node.index]]
+        sites = {m.request.site for m in members} - {None}
+        if len(sites) > 1:
+            return False
         need = sum((m.need for m in members), _ZERO)
         hardware = frozenset().union(*(m.hardware for m in members))
         return _Group(need, next(iter(sites), None), hardware)
@@ -546,9 +618,10 @@ class _Search:
             return "site"
         if not node.hardware <= host.hardware_types:
             return "hardware_type"
-        offered = host.capacity.device_counts
-        if any(name not in offered for name, _ in node.need.devices):
-            return "device"
+        if node.need.devices:
+            offered = host.capacity.device_counts
+            if any(name not in offered for name, _ in node.need.devices):
+                return "device"
         return self._reject_by_use(node, host)
 
     def _reject_by_use(self, node: _Node, host: Host) -> str | None:
@@ -565,7 +638,11 @@ class _Search:
         return None
 
     def _one_per_slice(self, host: Host) -> bool:
-        return self.inventory.site(host.site).one_sliver_per_slice_per_node
+        strict = self.strict_sites.get(host.site)
+        if strict is None:
+            strict = self.inventory.site(host.site).one_sliver_per_slice_per_node
+            self.strict_sites[host.site] = strict
+        return strict
 
     def _assign(self, node: _Node, host: Host) -> str | None:
         """Put ``node`` on ``host``; undo and return "uplink" if an uplink overflows."""
@@ -576,12 +653,21 @@ class _Search:
         else:
             over.resources = over.resources + node.need
             over.nodes.append(node.index)
-        problem = self._uplink_problem(node) if node.links else None
+        problem = self._uplink_problem(node) if self._crosses(node, host) else None
         if problem is None:
             return None
         self.uplink_notes[node.index] = problem
         self._unassign(node)
         return "uplink"
+
+    def _crosses(self, node: _Node, host: Host) -> bool:
+        """Whether ``node`` on ``host`` adds uplink use: some placed neighbour is elsewhere.
+        (If not, no host's uplink demand grew, and every one fitted before.)"""
+        for o in node.neighbors:
+            other = self.assigned.get(o)
+            if other is not None and other.id != host.id:
+                return True
+        return False
 
     def _unassign(self, node: _Node) -> None:
         host = self.assigned.pop(node.index)
@@ -621,18 +707,11 @@ class _Search:
             host = self.assigned[node.index]
             booked = host.capacity if node.request.exclusive else node.need
             assignments.append(Assignment(node.name, host.id, booked, node.request.exclusive))
-        demand = self.uplink_demand()
+        demand = self.uplink_demand() if self.links else {}
         crossing = {n for _, names in demand.values() for n in names}
         return Placement(self.slice_id, self.window, tuple(assignments),
                          tuple((h, d) for h, (d, _) in sorted(demand.items()) if d),
                          tuple(lk.client_id for lk in self.links if lk.client_id in crossing))
-
-
-def _take(source: Iterator[Host], count: int) -> Iterator[Host]:
-    for i, host in enumerate(source):
-        if i >= count:
-            return
-        yield host
 
 
 # -- explaining a failure ---------------------------------------------------------------------
@@ -734,7 +813,7 @@ def place(topology: Topology, hosts: HostIndex | Inventory, calendar: Calendar, 
     if index.calendar is not calendar:
         raise InvalidInput("the host index follows another calendar", field="hosts")
     search = _Search(topology, index, window, slice_id=slice_id,
-                     policy=policy or PlacementPolicy())
+                     policy=policy or _DEFAULT_POLICY)
     return search.run()
 
 

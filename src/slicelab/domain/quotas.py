@@ -25,6 +25,8 @@ from .resources import Resources
 
 __all__ = ["Demand", "Holdings", "ProjectQuota", "check", "holdings"]
 
+_NOTHING = Resources()
+
 
 @dataclass(frozen=True, slots=True)
 class ProjectQuota:
@@ -65,28 +67,41 @@ class Demand:
 
     @property
     def total(self) -> Resources:
-        return sum((r for _, r in self.slivers), Resources())
+        return sum((r for _, r in self.slivers), _NOTHING)
 
 
 def holdings(bookings: Iterable[Booking], window: Window) -> Holdings:
     """The peak of ``bookings`` (one project's) over ``window``, by a sweep over boundaries."""
-    live = [b for b in bookings if b.window.overlaps(window)]
+    start, end = window.start, window.end
+    live = [b for b in bookings if b.window.start < end and start < b.window.end]
+    if not live:
+        return Holdings()
+    if max(start, max(b.window.start for b in live)) < min(end, min(b.window.end for b in live)):
+        return Holdings(sum(b.resources.cpu_milli for b in live),  # all live at one instant
+                        sum(b.resources.memory_mib for b in live), len(live),
+                        len({b.lease_id for b in live}))
+    return _sweep(live, window)
+
+
+def _sweep(live: list[Booking], window: Window) -> Holdings:
     events = sorted([(max(b.window.start, window.start), 1, i) for i, b in enumerate(live)]
                     + [(min(b.window.end, window.end), 0, i) for i, b in enumerate(live)])
     cpu = mem = count = 0
+    peak_cpu = peak_mem = peak_count = peak_leases = 0
     leases: dict[str, int] = {}
-    peak = Holdings()
     for _, starting, i in events:
-        sign, b = (1 if starting else -1), live[i]
-        cpu += sign * b.resources.cpu_milli
-        mem += sign * b.resources.memory_mib
-        count += sign
-        leases[b.lease_id] = leases.get(b.lease_id, 0) + sign
-        if not leases[b.lease_id]:
-            del leases[b.lease_id]
-        peak = Holdings(max(peak.cpu_milli, cpu), max(peak.memory_mib, mem),
-                        max(peak.slivers, count), max(peak.leases, len(leases)))
-    return peak
+        b = live[i]
+        if starting:
+            cpu, mem, count = cpu + b.resources.cpu_milli, mem + b.resources.memory_mib, count + 1
+            leases[b.lease_id] = leases.get(b.lease_id, 0) + 1
+            peak_cpu, peak_mem = max(peak_cpu, cpu), max(peak_mem, mem)
+            peak_count, peak_leases = max(peak_count, count), max(peak_leases, len(leases))
+        else:
+            cpu, mem, count = cpu - b.resources.cpu_milli, mem - b.resources.memory_mib, count - 1
+            leases[b.lease_id] -= 1
+            if not leases[b.lease_id]:
+                del leases[b.lease_id]
+    return Holdings(peak_cpu, peak_mem, peak_count, peak_leases)
 
 
 def _human(span: timedelta) -> str:

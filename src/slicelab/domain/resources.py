@@ -55,9 +55,12 @@ class Resources:
     devices: tuple[tuple[str, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "devices", _freeze(self.devices))
+        if self.devices.__class__ is not tuple or self.devices:  # () is frozen already
+            object.__setattr__(self, "devices", _freeze(self.devices))
         for name in ("cpu_milli", "memory_mib", "disk_gib", "bandwidth_mbps"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+            value = getattr(self, name)
+            if value.__class__ is not int and (not isinstance(value, int)
+                                               or isinstance(value, bool)):
                 raise InvalidResources(f"{name} must be an integer", field=name)
 
     @classmethod
@@ -78,30 +81,48 @@ class Resources:
         return dict(self.devices)
 
     def __add__(self, other: Resources) -> Resources:
-        return Resources(self.cpu_milli + other.cpu_milli, self.memory_mib + other.memory_mib,
-                         self.disk_gib + other.disk_gib, self.bandwidth_mbps + other.bandwidth_mbps,
-                         self.devices + other.devices)
+        return _make(self.cpu_milli + other.cpu_milli, self.memory_mib + other.memory_mib,
+                     self.disk_gib + other.disk_gib, self.bandwidth_mbps + other.bandwidth_mbps,
+                     _merge(self.devices, other.devices, 1))
 
     def __neg__(self) -> Resources:
-        return Resources(-self.cpu_milli, -self.memory_mib, -self.disk_gib, -self.bandwidth_mbps,
-                         tuple((n, -c) for n, c in self.devices))
+        return _make(-self.cpu_milli, -self.memory_mib, -self.disk_gib, -self.bandwidth_mbps,
+                     tuple((n, -c) for n, c in self.devices))
 
     def __sub__(self, other: Resources) -> Resources:
-        return self + (-other)
+        return _make(self.cpu_milli - other.cpu_milli, self.memory_mib - other.memory_mib,
+                     self.disk_gib - other.disk_gib, self.bandwidth_mbps - other.bandwidth_mbps,
+                     _merge(self.devices, other.devices, -1))
 
     def __mul__(self, k: int) -> Resources:
-        return Resources(self.cpu_milli * k, self.memory_mib * k, self.disk_gib * k,
-                         self.bandwidth_mbps * k, tuple((n, c * k) for n, c in self.devices))
+        devices = tuple((n, c * k) for n, c in self.devices)
+        if type(k) is not int or k == 0:  # validated: a non-integer, or counts that vanish
+            return Resources(self.cpu_milli * k, self.memory_mib * k, self.disk_gib * k,
+                             self.bandwidth_mbps * k, devices)
+        return _make(self.cpu_milli * k, self.memory_mib * k, self.disk_gib * k,
+                     self.bandwidth_mbps * k, devices)
 
     def __le__(self, other: Resources) -> bool:
-        return not self.shortfall(other)
+        return self.fits_in(other)
+
+    def fits_in(self, capacity: Resources) -> bool:
+        """``self <= capacity`` in every dimension (the quick form of ``not shortfall``)."""
+        if (self.cpu_milli > capacity.cpu_milli or self.memory_mib > capacity.memory_mib
+                or self.disk_gib > capacity.disk_gib
+                or self.bandwidth_mbps > capacity.bandwidth_mbps):
+            return False
+        if not self.devices:
+            return True
+        theirs = dict(capacity.devices)
+        return all(c <= theirs.get(n, 0) for n, c in self.devices)
 
     def is_zero(self) -> bool:
-        return self == Resources()
+        return not (self.cpu_milli or self.memory_mib or self.disk_gib or self.bandwidth_mbps
+                    or self.devices)
 
     def is_non_negative(self) -> bool:
-        scalars = (self.cpu_milli, self.memory_mib, self.disk_gib, self.bandwidth_mbps)
-        return all(v >= 0 for v in scalars) and all(c >= 0 for _, c in self.devices)
+        return (self.cpu_milli >= 0 and self.memory_mib >= 0 and self.disk_gib >= 0
+                and self.bandwidth_mbps >= 0 and all(c >= 0 for _, c in self.devices))
 
     def require_non_negative(self) -> None:
         if not self.is_non_negative():
@@ -109,6 +130,8 @@ class Resources:
 
     def shortfall(self, capacity: Resources) -> list[str]:
         """What of ``self`` does not fit in ``capacity``, one readable item per dimension."""
+        if self.fits_in(capacity):
+            return []
         missing = []
         for label, want, have in self._pairs(capacity):
             if want > have:
@@ -132,6 +155,36 @@ class Resources:
             parts.append(f"{self.bandwidth_mbps} Mbit/s")
         parts += [f"{n}×{c}" if c != 1 else n for n, c in self.devices]
         return ", ".join(parts)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _make(cpu_milli: int, memory_mib: int, disk_gib: int, bandwidth_mbps: int,
+          devices: tuple[tuple[str, int], ...]) -> Resources:
+    """A vector from parts that are valid already (integers; devices sorted, named, non-zero):
+    what arithmetic on valid vectors gives, built without checking it all again."""
+    res: Resources = _new(Resources)
+    _set(res, "cpu_milli", cpu_milli)
+    _set(res, "memory_mib", memory_mib)
+    _set(res, "disk_gib", disk_gib)
+    _set(res, "bandwidth_mbps", bandwidth_mbps)
+    _set(res, "devices", devices)
+    return res
+
+
+def _merge(mine: tuple[tuple[str, int], ...], theirs: tuple[tuple[str, int], ...],
+           sign: int) -> tuple[tuple[str, int], ...]:
+    """``mine + sign * theirs`` of two frozen device multisets, frozen again."""
+    if not theirs:
+        return mine
+    if not mine and sign == 1:
+        return theirs
+    merged = dict(mine)
+    for name, count in theirs:
+        merged[name] = merged.get(name, 0) + sign * count
+    return tuple(sorted((n, c) for n, c in merged.items() if c != 0))
 
 
 def capacity_of_devices(devices: Iterable[Device]) -> tuple[tuple[str, int], ...]:

@@ -9,7 +9,7 @@ interfaces ``<node>:<link>``. See docs/rspec.md for the format.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +99,15 @@ def loads_topology(text: str) -> Topology:
     return topology_from_json(data)
 
 
-def topology_from_json(data: Any) -> Topology:
+def topology_from_json(data: Any, *,
+                       defaults: Callable[[NodeRequest], NodeRequest] | None = None) -> Topology:
+    """The topology ``data`` describes; ``defaults`` fills in what a node leaves out."""
     top = _mapping(data, "topology", _TOP_KEYS)
     nodes: list[NodeRequest] = []
     interfaces: list[InterfaceRequest] = []
     for i, raw in enumerate(_list(top.get("nodes"), "nodes")):
         node, ifaces = _node(raw, f"nodes[{i}]")
-        nodes.append(node)
+        nodes.append(node if defaults is None else defaults(node))
         interfaces += ifaces
     links = [_link(raw, where, interfaces) for raw, where in _link_entries(top)]
     return Topology(nodes=tuple(nodes), interfaces=tuple(interfaces), links=tuple(links))

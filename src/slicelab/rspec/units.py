@@ -49,6 +49,8 @@ def _whole(amount: float, where: str, value: object, unit: str) -> int:
 
 def megabits(value: object, *, where: str) -> int:
     """A rate in whole Mbit/s; bare numbers are Mbit/s ("1Gbit" -> 1000)."""
+    if type(value) is int and value >= 0:
+        return value
     number, unit = _split(value, where)
     mbps = _scaled(number, unit, _RATE, _RATE_SUFFIXES, where, value)
     return _whole(round(mbps, 6), where, value, "Mbit/s")
@@ -56,6 +58,8 @@ def megabits(value: object, *, where: str) -> int:
 
 def size(value: object, *, unit: str, where: str) -> int:
     """A size in whole MiB (``unit="m"``) or GiB (``unit="g"``); bare numbers are in that unit."""
+    if type(value) is int and value >= 0:
+        return value
     number, given = _split(value, where)
     mib = _scaled(number, given or unit, _SIZE, _SIZE_SUFFIXES, where, value)
     return _whole(round(mib / _SIZE[unit], 6), where, value, f"{unit.upper()}iB")

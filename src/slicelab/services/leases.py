@@ -13,7 +13,7 @@ keep within the project's quota and the sites' limits (:mod:`slicelab.domain.quo
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -183,7 +183,7 @@ class _Rules:
 
 
 def _rules(uow: UnitOfWork, item: Slice, window: Window, *, quota: ProjectQuota,
-           without: str | None = None, extra: Sequence[tuple[str, Booking]] = (),
+           without: str | None = None, extra: Iterable[tuple[str, Booking]] = (),
            site_of: Callable[[str], str | None] | None = None,
            limits: Mapping[str, SiteLimits] | None = None) -> _Rules:
     """The rules for ``item`` over ``window``. The project's bookings are read only when its
@@ -248,10 +248,10 @@ def booking_rules(uow: UnitOfWork, item: Slice, window: Window, *, quota: Projec
                   site_of: Callable[[str], str | None] | None = None) -> _Rules:
     """What a new lease of ``item`` over ``window`` is checked against: the project's
     ``quota`` and the sites' ``limits`` (read once per batch by the allocation engine).
-    ``extra`` are bookings not written yet, with their project (the engine's batch);
+    ``extra`` are bookings not written yet, with their project (the engine's batch; read
+    only when a quota or site limit needs them);
     ``site_of`` names a node's site without asking the database."""
-    return _rules(uow, item, window, quota=quota, extra=list(extra), site_of=site_of,
-                  limits=limits)
+    return _rules(uow, item, window, quota=quota, extra=extra, site_of=site_of, limits=limits)
 
 
 def check_rules(rules: _Rules, item: Slice, demand: Demand, *, now: datetime) -> None:

@@ -26,9 +26,11 @@ from typing import Any
 from slicelab.domain.addressing import (
     VNI_FIRST,
     VNI_LAST,
+    SubnetsInUse,
     allocate_ports,
     allocate_vni,
     assign_link_addresses,
+    fresh_link_addresses,
     mac_address,
 )
 from slicelab.domain.calendar import Window
@@ -94,6 +96,8 @@ OP = Operation
 
 def with_defaults(node: NodeRequest) -> NodeRequest:
     r = node.resources
+    if r.cpu_milli and r.memory_mib and r.disk_gib and node.image:
+        return node
     resources = Resources(r.cpu_milli or DEFAULT_CPU_MILLI, r.memory_mib or DEFAULT_MEMORY_MIB,
                           r.disk_gib or DEFAULT_DISK_GIB, r.bandwidth_mbps, r.devices)
     return replace(node, resources=resources, image=node.image or DEFAULT_IMAGE)
@@ -101,8 +105,7 @@ def with_defaults(node: NodeRequest) -> NodeRequest:
 
 def parse_topology(data: Any) -> Topology:
     """The topology JSON (see :mod:`slicelab.rspec.topology_file`), with defaults filled in."""
-    topology = topology_from_json(data)
-    return replace(topology, nodes=tuple(with_defaults(n) for n in topology.nodes))
+    return topology_from_json(data, defaults=with_defaults)
 
 
 def _request_json(node: NodeRequest) -> dict[str, Any]:
@@ -165,10 +168,14 @@ class _Plan:
     lease: LeaseRow | None = None
     expires: dict[str, datetime] = field(default_factory=dict)
     state: SliverState = field(default_factory=SliverState)
+    hostnames: dict[str, str] = field(default_factory=dict)
+    node_names: list[str] = field(default_factory=list)  # sorted, for the manifests
 
 
 def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, SliverRow],
                                                                     list[SliverRow]]:
+    if not existing:
+        return {}, []
     wanted = {n.client_id: _request_json(n) for n in topology.nodes}
     keep = {r.client_id: r for r in existing if wanted.get(r.client_id) == r.request}
     return keep, [r for r in existing if r.client_id not in keep]
@@ -176,6 +183,8 @@ def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, Sli
 
 def _fresh_topology(topology: Topology, keep: Mapping[str, SliverRow]) -> Topology:
     """The nodes still to place, with the links (and interfaces) among them alone."""
+    if not keep:
+        return topology
     nodes = tuple(n for n in topology.nodes if n.client_id not in keep)
     names = {n.client_id for n in nodes}
     ifaces = tuple(i for i in topology.interfaces if i.node in names)
@@ -213,11 +222,11 @@ class _Taken:
     """VNIs and subnets of every slice's links, read under the booking lock (which every
     writer of links holds too, see the change log), kept by the engine across batches and
     current by its jobs until another writer adds or removes a link; the subnets also merged
-    into as few networks as cover them, which allocation walks fast."""
+    into address ranges, which allocation searches fast."""
 
     vnis: dict[int, int]  # vni -> slice id
     subnets: dict[ipaddress.IPv4Network, int]
-    merged: list[ipaddress.IPv4Network]
+    merged: SubnetsInUse
     low: int = VNI_FIRST  # no VNI below it is free (none is freed while this is kept)
     owners: dict[int, int] = field(default_factory=dict)  # slice id -> VNIs it holds
 
@@ -247,11 +256,12 @@ class _Taken:
             self.low = vni
         return vni
 
-    def add(self, link: LinkRow) -> None:
-        net = ipaddress.IPv4Network(link.subnet)
+    def add(self, link: LinkRow, net: ipaddress.IPv4Network | None = None) -> None:
+        """Keep ``link`` (``net``: its subnet, when the caller has it parsed already)."""
+        net = net or ipaddress.IPv4Network(link.subnet)
         self._own(link.vni, link.slice_id)
         self.subnets[net] = link.slice_id
-        self.merged = list(ipaddress.collapse_addresses([*self.merged, net]))
+        self.merged.add(net)
 
     def remove(self, link: LinkRow) -> None:
         """Take back a link :meth:`add` kept (its job failed)."""
@@ -261,7 +271,7 @@ class _Taken:
             self.low = min(self.low, link.vni)
         if self.subnets.get(net) == link.slice_id:
             del self.subnets[net]
-            self.merged = list(ipaddress.collapse_addresses(self.subnets))
+            self.merged = SubnetsInUse(self.subnets)
 
     def owns_any(self, slice_id: int) -> bool:
         return slice_id in self.owners
@@ -273,8 +283,7 @@ def _taken(batch: Batch) -> _Taken:
         rows = batch.uow.aggregate.links.used()
         subnets = {ipaddress.IPv4Network(subnet): owner for owner, _, subnet in rows}
         found = batch.kept["links"] = _Taken(
-            {vni: owner for owner, vni, _ in rows}, subnets,
-            list(ipaddress.collapse_addresses(subnets)))
+            {vni: owner for owner, vni, _ in rows}, subnets, SubnetsInUse(subnets))
     return found
 
 
@@ -291,13 +300,13 @@ def _links(batch: Batch, plan: _Plan, existing: list[LinkRow]) -> list[LinkRow]:
     mine = list(kept.values())  # the slice's links that stay: never reuse their VNI or subnet
     result = []
     for link, request in requests:
-        row = kept.get(link.client_id)
+        row, net = kept.get(link.client_id), None
         if row is None:
-            row = _new_link(plan, link, request, taken, everyone=everyone, mine=mine)
+            row, net = _new_link(plan, link, request, taken, everyone=everyone, mine=mine)
             mine.append(row)
             batch.on_undo(lambda new=row: taken.remove(new))  # type: ignore[misc]
         result.append(row)
-        taken.add(row)
+        taken.add(row, net)
     return result
 
 
@@ -307,8 +316,9 @@ def _unchanged(kept: LinkRow | None, request: dict[str, Any]) -> bool:
 
 
 def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], taken: _Taken, *,
-              everyone: bool, mine: list[LinkRow]) -> LinkRow:
+              everyone: bool, mine: list[LinkRow]) -> tuple[LinkRow, ipaddress.IPv4Network]:
     sid = _sid(plan.slice)
+    subnets: SubnetsInUse | list[ipaddress.IPv4Network]
     if everyone:
         vnis: Collection[int] = taken.vnis
         subnets = taken.merged
@@ -316,12 +326,21 @@ def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], taken: _T
         vnis = {v for v, owner in taken.vnis.items() if owner != sid} | {lk.vni for lk in mine}
         subnets = [n for n, owner in taken.subnets.items() if owner != sid] + [
             ipaddress.IPv4Network(lk.subnet) for lk in mine]
-    addresses = assign_link_addresses(link.client_id, request["addresses"], subnets)
-    assigned = [str(a) for a in addresses]
+    net, assigned = _addresses(link.client_id, request["addresses"], subnets)
     return LinkRow(id=f"l-{secrets.token_hex(8)}", slice_id=sid,
                    client_id=link.client_id, vni=taken.vni(vnis, everyone=everyone),
-                   subnet=str(addresses[0].network), capacity_mbps=link.capacity_mbps,
-                   request={**request, "assigned": assigned}, sliver_ids=())
+                   subnet=str(net), capacity_mbps=link.capacity_mbps,
+                   request={**request, "assigned": assigned}, sliver_ids=()), net
+
+
+def _addresses(link: str, requested: list[str | None],
+               subnets: SubnetsInUse | list[ipaddress.IPv4Network]
+               ) -> tuple[ipaddress.IPv4Network, list[str]]:
+    """The link's subnet and an address per interface (a fresh subnet when none is named)."""
+    if not any(requested):
+        return fresh_link_addresses(link, len(requested), subnets)
+    addresses = assign_link_addresses(link, requested, subnets)
+    return addresses[0].network, [str(a) for a in addresses]
 
 
 def _sid(item: Slice) -> int:
@@ -352,7 +371,7 @@ def _ports(batch: Batch, plan: _Plan) -> dict[str, int]:
     wanted = hosts if drop else kept.to_read(hosts)
     if wanted:
         kept.read(wanted, _ports_on(batch, wanted, drop))
-        batch.on_undo(lambda: [kept.forget(h) for h in wanted])  # read them again
+        batch.on_undo(lambda: _forget(kept, wanted))  # read them again
     ports = {c: r.plan["control"]["first_port"] for c, r in plan.keep.items()}
     for node in plan.topology.nodes:
         if node.client_id not in ports:
@@ -362,6 +381,11 @@ def _ports(batch: Batch, plan: _Plan) -> dict[str, int]:
             ports[node.client_id] = port
             batch.on_undo(lambda taken=taken, port=port: taken.discard(port))  # type: ignore[misc]
     return ports
+
+
+def _forget(kept: TakenPorts, hosts: set[str]) -> None:
+    for host in hosts:
+        kept.forget(host)
 
 
 def _ports_on(batch: Batch, hosts: set[str] | None, drop: set[str]) -> list[tuple[str, int]]:
@@ -390,7 +414,7 @@ def _sliver_plan(ctx: AggregateContext, plan: _Plan, node: NodeRequest, *, slive
         sliver_id=sliver_id, node_id=plan.placement[node.client_id],
         urn=str(URN(ctx.authority, "sliver", sliver_id)), slice_urn=str(item.urn),
         project=item.project, slice=item.name, client_id=node.client_id,
-        hostname=sliver_hostname(node.client_id, item.name, item.project, ctx.domain),
+        hostname=plan.hostnames[node.client_id],
         image=node.image or DEFAULT_IMAGE, cores=r.cores, memory_mib=r.memory_mib,
         disk_gib=r.disk_gib, first_port=first_port, port_count=10, ssh_keys=keys,
         manifest=_manifest(plan, node.client_id), interfaces=tuple(interfaces),
@@ -398,10 +422,12 @@ def _sliver_plan(ctx: AggregateContext, plan: _Plan, node: NodeRequest, *, slive
 
 
 def _manifest(plan: _Plan, client_id: str) -> str:
-    """What the sliver learns about its slice (written to /etc/slicelab/manifest)."""
-    return json.dumps({"slice": str(plan.slice.urn), "client_id": client_id,
-                       "nodes": sorted(n.client_id for n in plan.topology.nodes)},
-                      sort_keys=True)
+    """What the sliver learns about its slice (written to /etc/slicelab/manifest): keys in
+    sorted order."""
+    if not plan.node_names:
+        plan.node_names = sorted(n.client_id for n in plan.topology.nodes)
+    return json.dumps({"client_id": client_id, "nodes": plan.node_names,
+                       "slice": str(plan.slice.urn)})
 
 
 _STARTED = SliverState().on(AllocationEvent.ALLOCATE).on(AllocationEvent.PROVISION) \
@@ -488,15 +514,15 @@ def write_topology(batch: Batch, ctx: AggregateContext, item: Slice, topology: T
     host whose bookings changed.
     """
     uow = batch.uow
-    for node in topology.nodes:
-        sliver_hostname(node.client_id, item.name, item.project, ctx.domain)
+    hostnames = {n.client_id: sliver_hostname(n.client_id, item.name, item.project, ctx.domain)
+                 for n in topology.nodes}
     existing = batch.slivers_of(_sid(item))
     if additive and existing:
         raise Conflict(f"slice {item.project}/{item.name} holds slivers already "
                        f"({', '.join(r.client_id for r in existing)}); delete them first or "
                        "use slice apply", field="slice")
     keep, drop = _split(existing, topology)
-    plan = _Plan(item, topology, keep, drop, {}, state=state)
+    plan = _Plan(item, topology, keep, drop, {}, state=state, hostnames=hostnames)
     plan.ids = _new_ids(plan)
     if drop:
         uow.leases.leases.release_slivers([r.id for r in drop])

@@ -16,6 +16,7 @@ from slicelab.domain.nodes import BootState, Inventory, Node, Site
 from slicelab.domain.urn import URN
 
 from .base import Repository
+from .bulk import Times, insert_rows
 from .node_tables import (
     enrollment_tokens,
     node_commands,
@@ -35,12 +36,16 @@ __all__ = [
     "DesiredRow",
     "EnrollmentRepository",
     "EnrollmentRow",
+    "LINK_COLUMNS",
     "LinkRepository",
     "LinkRow",
     "NodeRepository",
     "SiteRepository",
     "SliverRepository",
     "SliverRow",
+    "SLIVER_COLUMNS",
+    "link_values",
+    "sliver_values",
 ]
 
 
@@ -222,6 +227,9 @@ class SliverRow:
 
 _SLIVER_FIELDS = ("request", "plan", "allocation_state", "operational_state", "reported_state",
                   "error", "control_ip", "ssh_host", "ssh_port", "node_id")
+SLIVER_COLUMNS = ("id", "slice_id", "client_id", "created", *_SLIVER_FIELDS)
+LINK_COLUMNS = ("id", "slice_id", "client_id", "vni", "subnet", "capacity_mbps", "request",
+                "sliver_ids", "state", "error")
 
 
 def _sliver_query() -> Any:
@@ -238,6 +246,13 @@ def _sliver(row: Any) -> SliverRow:
                      row.ssh_host, row.ssh_port)
 
 
+def sliver_values(rows: Sequence[SliverRow], created: str) -> list[list[Any]]:
+    """The rows in :data:`SLIVER_COLUMNS` order (``created`` in the stored form)."""
+    return [[r.id, r.slice_id, r.client_id, created, r.request, r.plan, r.allocation_state,
+             r.operational_state, r.reported_state, r.error, r.control_ip, r.ssh_host,
+             r.ssh_port, r.node_id] for r in rows]
+
+
 class SliverRepository(Repository):
     def add(self, row: SliverRow, *, created: datetime) -> None:
         values = {f: getattr(row, f) for f in _SLIVER_FIELDS}
@@ -247,14 +262,13 @@ class SliverRepository(Repository):
                 **values))
 
     def add_many(self, rows: Sequence[SliverRow], *, created: datetime) -> None:
-        """Insert several slivers with one statement."""
+        """Insert several slivers with one statement (the rows as one JSON parameter, see
+        :mod:`.bulk`)."""
         if not rows:
             return
-        values = [{"id": r.id, "slice_id": r.slice_id, "client_id": r.client_id,
-                   "created": created, **{f: getattr(r, f) for f in _SLIVER_FIELDS}}
-                  for r in rows]
+        values = sliver_values(rows, Times(self.connection.dialect.name)(created))
         with self.unique_batch(f"sliver {rows[0].client_id!r}", field="client_id"):
-            self.connection.execute(slivers.insert(), values)
+            insert_rows(self.connection, slivers, SLIVER_COLUMNS, values)
 
     def save(self, row: SliverRow) -> None:
         values = {f: getattr(row, f) for f in _SLIVER_FIELDS}
@@ -318,6 +332,12 @@ def _link(row: Any) -> LinkRow:
                    dict(row.request), tuple(row.sliver_ids), row.state, row.error)
 
 
+def link_values(rows: Sequence[LinkRow]) -> list[list[Any]]:
+    """The rows in :data:`LINK_COLUMNS` order."""
+    return [[r.id, r.slice_id, r.client_id, r.vni, r.subnet, r.capacity_mbps, r.request,
+             r.sliver_ids, r.state, r.error] for r in rows]
+
+
 class LinkRepository(Repository):
     def add(self, row: LinkRow) -> None:
         with self.unique(f"link {row.client_id!r}", field="links"):
@@ -327,15 +347,11 @@ class LinkRepository(Repository):
                 sliver_ids=list(row.sliver_ids), state=row.state, error=row.error))
 
     def add_many(self, rows: Sequence[LinkRow]) -> None:
-        """Insert several links with one statement."""
+        """Insert several links with one statement (as :meth:`SliverRepository.add_many`)."""
         if not rows:
             return
-        values = [{"id": r.id, "slice_id": r.slice_id, "client_id": r.client_id, "vni": r.vni,
-                   "subnet": r.subnet, "capacity_mbps": r.capacity_mbps, "request": r.request,
-                   "sliver_ids": list(r.sliver_ids), "state": r.state, "error": r.error}
-                  for r in rows]
         with self.unique_batch(f"link {rows[0].client_id!r}", field="links"):
-            self.connection.execute(slice_links.insert(), values)
+            insert_rows(self.connection, slice_links, LINK_COLUMNS, link_values(rows))
 
     def used(self) -> list[tuple[int, int, str]]:
         """``(slice id, vni, subnet)`` of every link."""

@@ -16,23 +16,22 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    bindparam,
     delete,
     exists,
     insert,
     select,
     text,
     true,
-    update,
 )
 
 from slicelab.domain.resources import Resources
 
 from .base import Repository
+from .bulk import rows_json
 from .inventory_tables import node_capacity, node_devices
 from .node_tables import nodes, sites
 
-__all__ = ["CapacityRow", "HeartbeatRepository", "InventoryRepository"]
+__all__ = ["CapacityRow", "HeartbeatRepository", "InventoryRepository", "pg_set_free"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +59,17 @@ def _device_values(row: CapacityRow) -> list[dict[str, Any]]:
             for name, _ in row.capacity.devices]
 
 
+def pg_set_free(rows: Sequence[CapacityRow]) -> tuple[str, tuple[str, str]]:
+    """The statement of :meth:`InventoryRepository.set_free` on PostgreSQL, with its
+    parameters."""
+    rows = sorted(rows, key=lambda r: r.node_id)
+    return _PG_SET_FREE, (
+        rows_json([r.node_id, r.free.cpu_milli, r.free.memory_mib, r.free.disk_gib,
+                   r.available] for r in rows),
+        rows_json([d["node_id"], d["device"], d["free"]]
+                  for r in rows for d in _device_values(r)))
+
+
 class InventoryRepository(Repository):
     def put(self, rows: Sequence[CapacityRow]) -> None:
         """Replace the index rows of these nodes (insert when new)."""
@@ -79,29 +89,21 @@ class InventoryRepository(Repository):
             self.connection.execute(insert(node_devices), devices)
 
     def set_free(self, rows: Sequence[CapacityRow]) -> None:
-        """Update what is free of nodes already in the index (one statement per table)."""
+        """Update what is free of nodes already in the index: one statement per table on
+        SQLite, one in all on PostgreSQL (which locks the index rows in id order first), the
+        rows as one JSON parameter (see :mod:`.bulk`)."""
         if not rows:
             return
         rows = sorted(rows, key=lambda r: r.node_id)
-        self._lock(rows)
         if self.connection.dialect.name == "postgresql":
-            self._set_free_pg(rows)
+            self.connection.exec_driver_sql(*pg_set_free(rows))
             return
-        nc = node_capacity.c
-        self.connection.execute(
-            update(node_capacity).where(nc.node_id == bindparam("k_id"))
-            .values(free_cpu_milli=bindparam("k_cpu"), free_memory_mib=bindparam("k_mem"),
-                    free_disk_gib=bindparam("k_disk"), available=bindparam("k_up")),
-            [{"k_id": r.node_id, "k_cpu": r.free.cpu_milli, "k_mem": r.free.memory_mib,
-              "k_disk": r.free.disk_gib, "k_up": r.available} for r in rows])
-        devices = [{"k_id": d["node_id"], "k_dev": d["device"], "k_free": d["free"]}
-                   for r in rows for d in _device_values(r)]
+        self.connection.exec_driver_sql(_SQLITE_FREE, [
+            (r.free.cpu_milli, r.free.memory_mib, r.free.disk_gib, r.available, r.node_id)
+            for r in rows])
+        devices = [(d["free"], d["node_id"], d["device"]) for r in rows for d in _device_values(r)]
         if devices:
-            nd = node_devices.c
-            self.connection.execute(
-                update(node_devices).where(nd.node_id == bindparam("k_id"),
-                                           nd.device == bindparam("k_dev"))
-                .values(free=bindparam("k_free")), devices)
+            self.connection.exec_driver_sql(_SQLITE_DEVICES_FREE, devices)
 
     def _lock(self, rows: Sequence[CapacityRow]) -> None:
         """Lock the index rows in id order before changing them (PostgreSQL): two transactions
@@ -109,18 +111,6 @@ class InventoryRepository(Repository):
         if self.connection.dialect.name != "postgresql":
             return
         self.connection.execute(_PG_LOCK_INDEX, {"ids": [r.node_id for r in rows]}).all()
-
-    def _set_free_pg(self, rows: Sequence[CapacityRow]) -> None:
-        """One ``UPDATE ... FROM unnest(...)`` per table, the rows as arrays."""
-        self.connection.execute(_PG_FREE, {
-            "ids": [r.node_id for r in rows], "cpu": [r.free.cpu_milli for r in rows],
-            "mem": [r.free.memory_mib for r in rows], "disk": [r.free.disk_gib for r in rows],
-            "up": [r.available for r in rows]})
-        devices = [d for r in rows for d in _device_values(r)]
-        if devices:
-            self.connection.execute(_PG_DEVICES_FREE, {
-                "ids": [d["node_id"] for d in devices], "devs": [d["device"] for d in devices],
-                "free": [d["free"] for d in devices]})
 
     def remove(self, node_ids: Collection[str]) -> None:
         ids = list(node_ids)
@@ -175,17 +165,28 @@ _PG_LOCK_INDEX = text(
     "SELECT node_id FROM node_capacity WHERE node_id = ANY(CAST(:ids AS text[])) "
     "ORDER BY node_id FOR UPDATE")
 
-_PG_FREE = text(
+# The index rows are locked in id order (``locked``, read whole by the one-time filter of
+# both updates before either changes a row), then both tables are rewritten.
+_PG_SET_FREE = (
+    "WITH v AS MATERIALIZED (SELECT e->>0 AS id, CAST(e->>1 AS integer) AS cpu, "
+    "CAST(e->>2 AS integer) AS mem, CAST(e->>3 AS integer) AS disk, "
+    "CAST(e->>4 AS boolean) AS up FROM json_array_elements(CAST(%s AS json)) AS e), "
+    "locked AS MATERIALIZED (SELECT node_id FROM node_capacity "
+    "WHERE node_id = ANY(ARRAY(SELECT id FROM v)) ORDER BY node_id FOR UPDATE), "
+    "devices AS (UPDATE node_devices AS d SET free = CAST(e->>2 AS integer) "
+    "FROM json_array_elements(CAST(%s AS json)) AS e "
+    "WHERE d.node_id = ANY(ARRAY(SELECT id FROM v)) AND d.node_id = e->>0 "
+    "AND d.device = e->>1 AND (SELECT count(*) FROM locked) >= 0) "
     "UPDATE node_capacity AS c SET free_cpu_milli = v.cpu, free_memory_mib = v.mem, "
-    "free_disk_gib = v.disk, available = v.up "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:cpu AS integer[]), CAST(:mem AS integer[]), "
-    "CAST(:disk AS integer[]), CAST(:up AS boolean[])) AS v(id, cpu, mem, disk, up) "
-    "WHERE c.node_id = v.id")
+    "free_disk_gib = v.disk, available = v.up FROM v "
+    "WHERE c.node_id = ANY(ARRAY(SELECT id FROM v)) AND c.node_id = v.id "
+    "AND (SELECT count(*) FROM locked) >= 0")
 
-_PG_DEVICES_FREE = text(
-    "UPDATE node_devices AS d SET free = v.free "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:devs AS text[]), CAST(:free AS integer[])) "
-    "AS v(id, dev, free) WHERE d.node_id = v.id AND d.device = v.dev")
+# SQLite: the driver's executemany, values in the stored form (no per-row processing).
+_SQLITE_FREE = ("UPDATE node_capacity SET free_cpu_milli = ?, free_memory_mib = ?, "
+                "free_disk_gib = ?, available = ? WHERE node_id = ?")
+
+_SQLITE_DEVICES_FREE = "UPDATE node_devices SET free = ? WHERE node_id = ? AND device = ?"
 
 _PG_TOUCH = text(
     "UPDATE nodes AS n SET last_seen = v.seen "

@@ -8,12 +8,13 @@ window in question (index on host and time). The migration ``0003_leases`` build
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,20 +28,31 @@ from sqlalchemy import (
     String,
     Table,
     delete,
-    func,
     select,
-    text,
     update,
 )
 
 from slicelab.domain.calendar import Booking, Window
-from slicelab.domain.errors import NotFound
+from slicelab.domain.errors import Conflict, NotFound
 from slicelab.domain.inventory import SiteLimits
 from slicelab.domain.quotas import ProjectQuota
 from slicelab.domain.resources import Resources
 
+from .aggregate import (
+    LINK_COLUMNS,
+    SLIVER_COLUMNS,
+    LinkRepository,
+    LinkRow,
+    SliverRepository,
+    SliverRow,
+    link_values,
+    sliver_values,
+)
 from .base import Repository
-from .node_tables import node_commands, nodes, sites
+from .bulk import Times, insert_rows, insert_sql, pg_rows_json, pipelined
+from .inventory import CapacityRow, InventoryRepository, pg_set_free
+from .node_tables import node_commands, nodes, sites, slice_links
+from .node_tables import slivers as sliver_table
 from .tables import metadata, projects, slices
 from .types import UTCDateTime
 
@@ -72,7 +84,7 @@ def _fk(table: str) -> ForeignKey:
     return ForeignKey(f"{table}.id", ondelete="CASCADE")
 
 
-leases = Table(
+leases = leases_table = Table(
     "leases", metadata,
     Column("id", String(ID), primary_key=True),
     Column("slice_id", Integer, _fk("slices"), nullable=False, index=True),
@@ -210,21 +222,21 @@ class LeaseRepository(Repository):
             self.connection.execute(bookings.insert(), rows)
 
     def add_many(self, items: Sequence[tuple[LeaseRow, Sequence[Booking]]]) -> None:
-        """Insert several leases with their bookings: one statement for all leases, one for
-        all bookings (group commit of concurrent placements); on PostgreSQL each is one
-        ``INSERT ... SELECT FROM unnest(...)`` with the rows as arrays, not one statement per
-        row in a pipeline."""
+        """Insert several leases with their bookings (group commit of concurrent placements):
+        one statement per table, the rows as one JSON parameter (:mod:`.bulk`); on
+        PostgreSQL both tables in one statement (one round trip)."""
         if not items:
             return
-        group = [b for _, g in items for b in g]
-        if self.connection.dialect.name == "postgresql":
-            self.connection.execute(_PG_LEASES, _lease_arrays([lease for lease, _ in items]))
-            if group:
-                self.connection.execute(_PG_BOOKINGS, _booking_arrays(group))
+        times = Times(self.connection.dialect.name)
+        lease_rows = [_lease_row(lease, times) for lease, _ in items]
+        booking_rows = [_booking_row(b, times) for _, group in items for b in group]
+        if booking_rows and self.connection.dialect.name == "postgresql":
+            self.connection.exec_driver_sql(_pg_leases_bookings(), (
+                pg_rows_json(LEASE_COLUMNS, lease_rows),
+                pg_rows_json(BOOKING_COLUMNS, booking_rows)))
             return
-        self.connection.execute(leases.insert(), [_lease_values(lease) for lease, _ in items])
-        if group:
-            self.connection.execute(bookings.insert(), [_booking_values(b) for b in group])
+        insert_rows(self.connection, leases, LEASE_COLUMNS, lease_rows)
+        insert_rows(self.connection, bookings, BOOKING_COLUMNS, booking_rows)
 
     def get(self, lease_id: str) -> LeaseRow:
         row = self.connection.execute(_lease_query().where(leases.c.id == lease_id)).first()
@@ -316,35 +328,30 @@ def _lease_values(lease: LeaseRow) -> dict[str, Any]:
             "created": lease.created}
 
 
-_PG_LEASES = text(
-    'INSERT INTO leases (id, slice_id, start, "end", state, provision, created) '
-    "SELECT * FROM unnest(CAST(:id AS text[]), CAST(:slice_id AS integer[]), "
-    "CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]), CAST(:state AS text[]), "
-    "CAST(:provision AS boolean[]), CAST(:created AS timestamptz[]))")
-
-_PG_BOOKINGS = text(
-    "INSERT INTO bookings (lease_id, node_id, sliver_id, start, \"end\", cpu_milli, memory_mib, "
-    "disk_gib, bandwidth_mbps, devices, exclusive, uplink_mbps) "
-    "SELECT * FROM unnest(CAST(:lease_id AS text[]), CAST(:node_id AS text[]), "
-    "CAST(:sliver_id AS text[]), CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]), "
-    "CAST(:cpu_milli AS integer[]), CAST(:memory_mib AS integer[]), "
-    "CAST(:disk_gib AS integer[]), CAST(:bandwidth_mbps AS integer[]), "
-    "CAST(:devices AS json[]), CAST(:exclusive AS boolean[]), "
-    "CAST(:uplink_mbps AS integer[]))")
+LEASE_COLUMNS = ("id", "slice_id", "start", "end", "state", "provision", "created")
+BOOKING_COLUMNS = ("lease_id", "node_id", "sliver_id", "start", "end", "cpu_milli",
+                   "memory_mib", "disk_gib", "bandwidth_mbps", "devices", "exclusive",
+                   "uplink_mbps")
 
 
-def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {key: [r[key] for r in rows] for key in rows[0]}
+def _lease_row(lease: LeaseRow, times: Times) -> list[Any]:
+    return [lease.id, lease.slice_id, times(lease.window.start), times(lease.window.end),
+            lease.state, lease.provision, times(lease.created)]
 
 
-def _lease_arrays(items: Sequence[LeaseRow]) -> dict[str, list[Any]]:
-    return _columns([_lease_values(lease) for lease in items])
+def _booking_row(b: Booking, times: Times) -> list[Any]:
+    r = b.resources
+    return [b.lease_id, b.host_id, b.sliver, times(b.window.start), times(b.window.end),
+            r.cpu_milli, r.memory_mib, r.disk_gib, r.bandwidth_mbps, r.devices, b.exclusive,
+            b.uplink_mbps]
 
 
-def _booking_arrays(items: Sequence[Booking]) -> dict[str, list[Any]]:
-    columns = _columns([_booking_values(b) for b in items])
-    columns["devices"] = [json.dumps(d) for d in columns["devices"]]
-    return columns
+@cache
+def _pg_leases_bookings() -> str:
+    """Leases and their bookings in one statement (the bookings' foreign keys are checked
+    at its end, when the leases are there)."""
+    return (f"WITH added AS ({insert_sql(leases, LEASE_COLUMNS, 'postgresql')}) "
+            f"{insert_sql(bookings, BOOKING_COLUMNS, 'postgresql')}")
 
 
 def _booking_values(b: Booking) -> dict[str, Any]:
@@ -389,10 +396,14 @@ class QuotaRepository(Repository):
     """Per-project quotas; a project without a row has no limits."""
 
     def get(self, project: str) -> ProjectQuota:
-        pid = _project_id(self.connection, project)
-        row = self.connection.execute(select(project_quotas)
-                                      .where(project_quotas.c.project_id == pid)).first()
+        """The project's quota (one query: the project, and its quota row if it has one)."""
+        query = (select(projects.c.id, project_quotas)
+                 .outerjoin(project_quotas, project_quotas.c.project_id == projects.c.id)
+                 .where(projects.c.name == project))
+        row = self.connection.execute(query).first()
         if row is None:
+            raise NotFound(f"no project {project!r}", field="project")
+        if row.project_id is None:
             return ProjectQuota()
         return ProjectQuota(row.cores, row.memory_mib, row.slivers, row.concurrent_leases,
                             _span(row.longest_lease_s), _span(row.book_ahead_s))
@@ -465,25 +476,34 @@ class Change:
 
 class ChangeLog(Repository):
     """The booking change log (migration ``0005``): triggers write a row, under the epoch
-    lock, for every change to a node's bookings or to the node itself."""
+    lock, for every change to a node's bookings or to the node itself. Its hot statements
+    are sent as driver SQL (no compilation or bind processing)."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self._postgres = connection.dialect.name == "postgresql"
 
     def lock(self) -> int:
         """Take the booking lock until the transaction ends (PostgreSQL; SQLite's write
         transactions are exclusive); return the highest change id pruned so far. Every writer
         of bookings takes it before any other lock, so writers never deadlock on it."""
-        query = select(booking_epoch.c.pruned).where(booking_epoch.c.id == 1)
-        if self.connection.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return int(self.connection.execute(query).scalar_one())
+        sql = _PG_LOCK if self._postgres else _SQLITE_LOCK
+        return int(self.connection.exec_driver_sql(sql).scalar_one())
 
     def since(self, after: int) -> list[Change]:
-        query = (select(booking_changes).where(booking_changes.c.id > after)
-                 .order_by(booking_changes.c.id))
-        return [Change(r.id, r.node_id, r.kind) for r in self.connection.execute(query)]
+        sql = _PG_SINCE if self._postgres else _SQLITE_SINCE
+        return [Change(*r) for r in self.connection.exec_driver_sql(sql, (after,))]
+
+    def lock_since(self, after: int) -> tuple[int, list[Change]]:
+        """:meth:`lock`, then :meth:`since` ``after`` (which sees every change committed
+        before the lock was granted): one round trip on PostgreSQL."""
+        if not self._postgres:
+            return self.lock(), self.since(after)
+        pruned, changes = pipelined(self.connection, [(_PG_LOCK, ()), (_PG_SINCE, (after,))])
+        return int(pruned[0][0]), [Change(*r) for r in changes]
 
     def last(self) -> int:
-        query = select(func.max(booking_changes.c.id))
-        return int(self.connection.execute(query).scalar_one() or 0)
+        return int(self.connection.exec_driver_sql(_LAST).scalar_one())
 
     def prune(self, *, keep: int) -> int:
         """Forget all but the newest ``keep`` changes (with the lock held); return how many
@@ -498,11 +518,73 @@ class ChangeLog(Repository):
         return int(done.rowcount or 0)
 
 
+_SQLITE_LOCK = "SELECT pruned FROM booking_epoch WHERE id = 1"
+_PG_LOCK = _SQLITE_LOCK + " FOR UPDATE"
+_SQLITE_SINCE = "SELECT id, node_id, kind FROM booking_changes WHERE id > ? ORDER BY id"
+_PG_SINCE = _SQLITE_SINCE.replace("?", "%s")
+_LAST = "SELECT coalesce(max(id), 0) FROM booking_changes"
+
+
 class LeaseStore:
     """The lease, quota and site-limit repositories on one connection (a unit of work's)."""
 
     def __init__(self, connection: Connection) -> None:
+        self.connection = connection
         self.changes = ChangeLog(connection)
         self.leases = LeaseRepository(connection)
         self.quotas = QuotaRepository(connection)
         self.site_limits = SiteLimitRepository(connection)
+
+    def write_batch(self, *, slivers: Sequence[SliverRow], links: Sequence[LinkRow],
+                    leases: Sequence[tuple[LeaseRow, Sequence[Booking]]],
+                    free: Sequence[CapacityRow], created: datetime) -> int:
+        """Write what an allocation batch made (with the booking lock held): new slivers
+        (``created`` then) and links, leases with their bookings, what is free of the hosts
+        touched; return the change log's last id after them (its own changes included). As
+        the repositories' ``add_many`` and ``set_free`` would, but on PostgreSQL in one
+        round trip (a pipeline of one statement per table). A sliver or link that exists
+        already raises :class:`Conflict`."""
+        if self.connection.dialect.name != "postgresql":
+            SliverRepository(self.connection).add_many(slivers, created=created)
+            LinkRepository(self.connection).add_many(links)
+            self.leases.add_many(leases)
+            InventoryRepository(self.connection).set_free(free)
+            return self.changes.last()
+        try:
+            done = pipelined(self.connection, [*_pg_batch(slivers, links, leases, free,
+                                                          created), (_LAST, ())])
+        except psycopg.errors.UniqueViolation as exc:
+            raise _conflict(exc, slivers, links) from None
+        return int(done[-1][0][0])
+
+
+def _pg_batch(slivers: Sequence[SliverRow], links: Sequence[LinkRow],
+              leases: Sequence[tuple[LeaseRow, Sequence[Booking]]],
+              free: Sequence[CapacityRow], created: datetime) -> list[tuple[str, Any]]:
+    """The statements of :meth:`LeaseStore.write_batch` on PostgreSQL (none for no rows)."""
+    times, pg = Times("postgresql"), "postgresql"
+    work: list[tuple[str, Any]] = []
+    if slivers:
+        work.append((insert_sql(sliver_table, SLIVER_COLUMNS, pg), (pg_rows_json(
+            SLIVER_COLUMNS, sliver_values(slivers, times(created))),)))
+    if links:
+        work.append((insert_sql(slice_links, LINK_COLUMNS, pg),
+                     (pg_rows_json(LINK_COLUMNS, link_values(links)),)))
+    booked = [_booking_row(b, times) for _, group in leases for b in group]
+    lease_rows = pg_rows_json(LEASE_COLUMNS, [_lease_row(lease, times) for lease, _ in leases])
+    if booked:
+        work.append((_pg_leases_bookings(),
+                     (lease_rows, pg_rows_json(BOOKING_COLUMNS, booked))))
+    elif leases:
+        work.append((insert_sql(leases_table, LEASE_COLUMNS, pg), (lease_rows,)))
+    if free:
+        work.append(pg_set_free(free))
+    return work
+
+
+def _conflict(exc: psycopg.errors.UniqueViolation, slivers: Sequence[SliverRow],
+              links: Sequence[LinkRow]) -> Conflict:
+    if exc.diag.table_name == "slice_links" and links:
+        return Conflict(f"link {links[0].client_id!r} exists already", field="links")
+    what = repr(slivers[0].client_id) if slivers else "id"
+    return Conflict(f"sliver {what} exists already", field="client_id")

@@ -3,7 +3,9 @@
 Use it as a context manager. Nothing is kept unless :meth:`UnitOfWork.commit` is called;
 leaving the block (normally or by an exception) rolls back whatever was not committed.
 
-A *read-only* unit of work (:func:`read_only`) is for paths that only read: on SQLite it
+A *read-only* unit of work (:func:`read_only`) is for paths that only read. It begins only
+when one of its repositories is first used (a request that hands all its work to another
+thread, as allocation does, never takes a connection). On SQLite it
 begins with a plain ``BEGIN``, which takes no write lock (a write transaction begins with
 ``BEGIN IMMEDIATE``, see :mod:`.engine`), so readers never wait for writers nor block them;
 its :meth:`~UnitOfWork.commit` refuses.
@@ -79,6 +81,11 @@ class UnitOfWork:
         self._queue = None if read_only else _writer_lock(engine)
 
     def __enter__(self) -> UnitOfWork:
+        if self.read_only:
+            return self  # begins when a repository is first used (see __getattr__)
+        return self._start()
+
+    def _start(self) -> UnitOfWork:
         if self._queue is not None and not self._queue.acquire(timeout=WRITER_QUEUE_TIMEOUT):
             raise Unavailable("the database stayed busy with other writers; try again")
         try:
@@ -127,7 +134,9 @@ class UnitOfWork:
         writer queue) back while the block runs: for waiting on work another thread does in
         the same database. The next use of the unit of work begins a new transaction; a unit
         of work not used again costs nothing more."""
-        assert self._connection is not None and self._transaction is not None
+        if self._connection is None or self._transaction is None:
+            yield  # not begun (or idle already): nothing is held
+            return
         if self.read_only:
             self._transaction.rollback()
         else:
@@ -141,7 +150,7 @@ class UnitOfWork:
 
     def _resume(self) -> None:
         if self._connection is None:
-            self.__enter__()
+            self._start()
 
     def __getattr__(self, name: str) -> Any:
         """A repository of an idle unit of work: begin again, then hand it out."""

@@ -5,6 +5,7 @@ double-book and see each other's leases, renewals and releases."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,8 @@ from sqlalchemy import Engine
 from test_lease_world import World, one_node
 
 from slicelab.domain.calendar import Window
-from slicelab.domain.errors import InsufficientResources
-from slicelab.services.booking import AllocationEngine, Batch
+from slicelab.domain.errors import InsufficientResources, Unavailable
+from slicelab.services.booking import AllocationEngine, Batch, Reply
 from slicelab.services.inventory import index_nodes
 from slicelab.services.leases import Renewal, renew_lease
 from slicelab.services.topology_apply import (
@@ -188,3 +189,16 @@ def test_a_failed_job_gives_back_the_subnet_it_named(uow_factory: UnitOfWorkFact
         engine.stop()
     assert [lk.subnet for lk in written.links] == ["10.30.0.0/24"]
     world.assert_never_oversubscribed()
+
+
+def test_a_caller_gets_its_jobs_result_or_error_and_a_clear_timeout() -> None:
+    reply: Reply[int] = Reply()
+    with pytest.raises(Unavailable, match="did not answer in time"):
+        reply.result(timeout=0.01)
+    threading.Timer(0.05, reply.give, args=(7,)).start()
+    assert reply.result(timeout=10) == 7
+    assert reply.result() == 7  # asked again: the same answer
+    failed: Reply[int] = Reply()
+    failed.fail(InsufficientResources("no host fits"))
+    with pytest.raises(InsufficientResources, match="no host fits"):
+        failed.result()

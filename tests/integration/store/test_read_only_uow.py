@@ -54,3 +54,17 @@ def test_a_factory_without_read_only_units_gives_ordinary_ones(
     plain: UnitOfWorkFactory = lambda: uow_factory()  # noqa: E731  (a fake's factory)
     with read_only(plain) as uow:
         assert not uow.read_only
+
+
+def test_a_read_only_unit_takes_a_connection_only_when_used(
+        uow_factory: UnitOfWorkFactory) -> None:
+    _site(uow_factory, "lab")
+    with read_only(uow_factory) as reader:
+        pool = reader.bind.pool
+        before = pool.checkedout()  # type: ignore[attr-defined]
+        with reader.idle():  # waiting on another thread's work: nothing held, nothing begun
+            assert pool.checkedout() == before  # type: ignore[attr-defined]
+        assert pool.checkedout() == before  # type: ignore[attr-defined]
+        assert [s.name for s in reader.aggregate.sites.list()] == ["lab"]
+        assert pool.checkedout() == before + 1  # type: ignore[attr-defined]
+    assert pool.checkedout() == before  # type: ignore[attr-defined]

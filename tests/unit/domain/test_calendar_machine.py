@@ -8,7 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from slicelab.domain.calendar import Booking, Calendar, Window
+from slicelab.domain.calendar import ALL_TIME, Booking, Calendar, Usage, Window
 from slicelab.domain.errors import InsufficientResources
 from slicelab.domain.inventory import Host, Inventory
 from slicelab.domain.resources import Resources
@@ -40,6 +40,21 @@ def oversubscribed(bookings: list[Booking]) -> bool:
     return False
 
 
+def brute_peak(bookings: list[Booking], host: str, window: Window) -> Usage:
+    """The peak over ``window`` found instant by instant (every start inside the window)."""
+    live = [b for b in bookings if b.host_id == host and b.window.overlaps(window)]
+    instants = {window.start} | {b.window.start for b in live if b.window.start > window.start}
+    cpu = mem = gpu = up = 0
+    for t in instants:
+        now = [b for b in live if b.window.start <= t < b.window.end]
+        cpu = max(cpu, sum(b.resources.cpu_milli for b in now))
+        mem = max(mem, sum(b.resources.memory_mib for b in now))
+        gpu = max(gpu, sum(b.resources.device_counts.get("gpu", 0) for b in now))
+        up = max(up, sum(b.uplink_mbps for b in now))
+    return Usage(Resources(cpu, mem, 0, 0, (("gpu", gpu),)), up, len(live),
+                 any(b.exclusive for b in live), frozenset(b.slice_id for b in live))
+
+
 shares = st.builds(
     lambda host, cpu, mem, gpu, up, excl: (host, Resources(cpu, mem, 0, 0,
                                                            (("gpu", 1),) if gpu else ()),
@@ -53,6 +68,7 @@ class CalendarMachine(RuleBasedStateMachine):
         super().__init__()
         self.cal = Calendar(Inventory(HOSTS))
         self.n = 0
+        self.looked: set[Window] = set()
 
     def mine(self) -> list[Booking]:
         return list(self.cal.bookings())
@@ -61,13 +77,14 @@ class CalendarMachine(RuleBasedStateMachine):
         return sorted({b.lease_id for b in self.mine()})
 
     @rule(start=st.integers(0, 10), hours=st.integers(1, 4),
-          parts=st.lists(shares, min_size=1, max_size=3))
-    def book(self, start: int, hours: int,
+          slice_id=st.sampled_from(["p/s", "q/t"]), parts=st.lists(shares, min_size=1, max_size=3))
+    def book(self, start: int, hours: int, slice_id: str,
              parts: list[tuple[str, Resources, int, bool]]) -> None:
         self.n += 1
         lease = f"l{self.n}"
         window = Window(at(start), at(start + hours))
-        new = [Booking(lease, h, "p/s", window, r, excl, up) for h, r, up, excl in parts]
+        new = [Booking(lease, h, slice_id, window, r, excl, up)
+               for h, r, up, excl in parts]
         expect_ok = not oversubscribed(self.mine() + new)
         try:
             self.cal.book(new, now=T0)
@@ -107,9 +124,27 @@ class CalendarMachine(RuleBasedStateMachine):
         assert self.cal.release(lease)
         assert lease not in self.leases()
 
+    @rule(host=st.sampled_from(["a", "b"]), start=st.integers(0, 12), hours=st.integers(1, 6))
+    def look(self, host: str, start: int, hours: int) -> None:
+        """Ask for a peak, so that the calendar keeps it and must keep it right."""
+        window = Window(at(start), at(start + hours))
+        self.looked.add(window)
+        self.cal.peak(host, window)
+
     @invariant()
     def never_oversubscribed(self) -> None:
         assert not oversubscribed(self.mine())
+
+    @invariant()
+    def kept_peaks_are_exact(self) -> None:
+        windows = {ALL_TIME, *self.looked, *(b.window for b in self.mine())}
+        for host in ("a", "b"):
+            for window in windows:
+                got, want = self.cal.peak(host, window), brute_peak(self.mine(), host, window)
+                if want.bookings:
+                    assert got == want, (host, window)
+                else:
+                    assert got == Usage(), (host, window)
 
 
 CalendarMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30,

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from slicelab.domain.addressing import (
     EXPERIMENT_POOL,
     VNI_FIRST,
+    SubnetsInUse,
     allocate_ports,
     allocate_subnet,
     allocate_vni,
     assign_link_addresses,
+    fresh_link_addresses,
     mac_address,
 )
 from slicelab.domain.errors import Conflict, InsufficientResources, InvalidTopology
@@ -42,6 +44,46 @@ def test_allocated_subnet_never_overlaps_used(indices: list[int]) -> None:
     got = allocate_subnet(used)
     assert got.subnet_of(EXPERIMENT_POOL)
     assert not any(got.overlaps(u) for u in used)
+
+
+_NETS = st.builds(lambda i, p: N((int(EXPERIMENT_POOL.network_address) + i * 256, p),
+                                 strict=False),
+                  st.integers(min_value=-40, max_value=300),
+                  st.integers(min_value=20, max_value=28))
+
+
+@given(st.lists(_NETS, max_size=40), _NETS)
+def test_merged_ranges_allocate_and_overlap_as_the_list_of_subnets(
+        used: list[IPv4Network], probe: IPv4Network) -> None:
+    merged = SubnetsInUse(used)
+    assert allocate_subnet(merged) == allocate_subnet(used)
+    clash = merged.overlapping(probe)
+    assert (clash is None) == (not any(probe.overlaps(u) for u in used))
+    if clash is not None:  # a block wholly in use
+        assert clash.overlaps(probe)
+        assert all(any(ip in u for u in used) for ip in (clash[0], clash[-1]))
+
+
+@given(st.lists(_NETS, max_size=20), st.integers(min_value=2, max_value=254))
+def test_fresh_link_addresses_are_what_assignment_gives_without_names(
+        used: list[IPv4Network], count: int) -> None:
+    expected = assign_link_addresses("l1", [None] * count, used)
+    net, got = fresh_link_addresses("l1", count, SubnetsInUse(used))
+    assert net == expected[0].network
+    assert got == [str(a) for a in expected]
+
+
+def test_fresh_link_addresses_refuse_more_than_a_subnet_holds() -> None:
+    with pytest.raises(InsufficientResources, match="too few addresses"):
+        fresh_link_addresses("l1", 255, [])
+
+
+def test_merged_ranges_join_neighbours() -> None:
+    merged = SubnetsInUse([N("10.128.0.0/24"), N("10.128.2.0/24")])
+    merged.add(N("10.128.1.0/24"))
+    assert allocate_subnet(merged) == N("10.128.3.0/24")
+    with pytest.raises(Conflict, match="overlaps 10.128.0.0/23"):
+        assign_link_addresses("l1", ["10.128.1.7/24", None], merged)
 
 
 def test_link_addresses_fill_in_around_named_ones() -> None:

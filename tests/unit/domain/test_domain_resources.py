@@ -40,3 +40,28 @@ def test_le_agrees_with_shortfall_and_addition(a: Resources, b: Resources) -> No
 def test_le_is_transitive(a: Resources, b: Resources, c: Resources) -> None:
     if a <= b and b <= c:
         assert a <= c
+
+
+def _checked(cpu: int, mem: int, disk: int, bw: int, devices: list[tuple[str, int]]) -> Resources:
+    """The same vector through the validating constructor (the oracle for the fast paths)."""
+    return Resources(cpu, mem, disk, bw, devices)
+
+
+@given(vectors, vectors, st.integers(-3, 3))
+def test_arithmetic_gives_what_the_checked_constructor_gives(a: Resources, b: Resources,
+                                                             k: int) -> None:
+    parts = (a.cpu_milli, a.memory_mib, a.disk_gib, a.bandwidth_mbps)
+    others = (b.cpu_milli, b.memory_mib, b.disk_gib, b.bandwidth_mbps)
+    assert a + b == _checked(*(x + y for x, y in zip(parts, others, strict=True)),
+                             [*a.devices, *b.devices])
+    assert a - b == _checked(*(x - y for x, y in zip(parts, others, strict=True)),
+                             [*a.devices, *((n, -c) for n, c in b.devices)])
+    assert a * k == _checked(*(x * k for x in parts), [(n, c * k) for n, c in a.devices])
+    assert -a == _checked(*(-x for x in parts), [(n, -c) for n, c in a.devices])
+    assert (a - a).is_zero() and (a.is_zero() == (a == Resources()))
+
+
+@given(vectors, non_negative)
+def test_fits_in_is_an_elementwise_le(a: Resources, b: Resources) -> None:
+    assert a.fits_in(b) == (b - a).is_non_negative()
+    assert bool(a.shortfall(b)) == (not a.fits_in(b))

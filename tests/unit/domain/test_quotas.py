@@ -107,14 +107,18 @@ def test_holdings_is_the_peak_over_the_window() -> None:
 
 
 @given(st.lists(st.tuples(st.integers(0, 10), st.integers(1, 5), st.integers(1, 4),
-                          st.integers(0, 3)), max_size=10))
-def test_holdings_match_brute_force(spans: list[tuple[int, int, int, int]]) -> None:
+                          st.integers(0, 3)), max_size=10),
+       st.integers(0, 12), st.integers(1, 20))
+def test_holdings_match_brute_force(spans: list[tuple[int, int, int, int]], first: int,
+                                    hours: int) -> None:
     bs = [Booking(f"l{lease}", "h", "p/s", Window(NOW + a * H, NOW + (a + n) * H),
-                  Resources.of(cores=c)) for a, n, c, lease in spans]
-    got = holdings(bs, Window(NOW, NOW + 20 * H))
-    cpu, leases = 0, 0
-    for hour in range(20):
+                  Resources.of(cores=c, memory_mib=7 * c + lease)) for a, n, c, lease in spans]
+    got = holdings(bs, Window(NOW + first * H, NOW + (first + hours) * H))
+    cpu = mem = slivers = leases = 0
+    for hour in range(first, first + hours):
         live = [x for x in bs if x.window.start <= NOW + hour * H < x.window.end]
         cpu = max(cpu, sum(x.resources.cpu_milli for x in live))
+        mem = max(mem, sum(x.resources.memory_mib for x in live))
+        slivers = max(slivers, len(live))
         leases = max(leases, len({x.lease_id for x in live}))
-    assert (got.cpu_milli, got.leases) == (cpu, leases)
+    assert got == Holdings(cpu, mem, slivers, leases)
