@@ -25,11 +25,13 @@ files go to a trash directory that a background thread empties, and the time unt
 is done ("disk freed") is reported beside the teardown.
 
 Reported: build and teardown time (median over ``--reps``) and their ratio to Mininet's
-in the same run, the time per kernel object (ledger record), sliver ready time (slivers
+in the same run (and the median of the build ratios within each repetition, where the two
+ran back to back), the time per kernel object (ledger record), sliver ready time (slivers
 built one at a time, the image already on the node: ``ensure_sliver`` until it returns
 with the sliver's init PID 1 of its namespace, and until its SSH server accepts a
-connection), and iperf3 goodput over a few links in both directions against the
-configured capacity.
+connection), iperf3 goodput over a few links in both directions against the configured
+capacity, and the lowest and highest 1-minute load average seen at a repetition's start
+(the machine may be shared: absolute times move with the load, ratios less).
 
 Everything made is recorded in a ledger (the runtime's, and this script's own for the
 host namespaces) and removed by id, also after Ctrl-C or SIGTERM; a run that was killed
@@ -478,6 +480,7 @@ class Report:
     ssh_ms: list[float] = field(default_factory=list)
     shaping: dict[str, list[Shaping]] = field(default_factory=dict)
     left: set[str] = field(default_factory=set)
+    load: list[float] = field(default_factory=list)  # 1-min load average at each repetition
 
     def at(self, tool: str, size: int) -> Measured:
         return self.results.setdefault((tool, size), Measured())
@@ -554,8 +557,9 @@ def _sweep(report: Report, options: Options, single: NodeBench,
     for size in options.sizes:
         for rep in range(1 if size >= 1000 else options.reps):
             probe = rep == 0 and size == options.sizes[0]
-            print(f"[{time.strftime('%H:%M:%S')}] {size} slivers, repetition {rep + 1}",
-                  file=sys.stderr, flush=True)
+            report.load.append(os.getloadavg()[0])
+            print(f"[{time.strftime('%H:%M:%S')}] {size} slivers, repetition {rep + 1}, "
+                  f"load {report.load[-1]:.1f}", file=sys.stderr, flush=True)
             if options.mininet:
                 _mininet_once(report, size, options)
             _slicelab_once(single, Layout(size, capacity=options.capacity), report,
@@ -607,6 +611,16 @@ def _ratio(report: Report, tool: str, size: int, which: str) -> float | None:
     return report.at(tool, size).median(which) / base.median(which)
 
 
+def _rep_ratio(report: Report, tool: str, size: int) -> float | None:
+    """The median over repetitions of build / Mininet's build in the same repetition (the
+    two run back to back, so a load that changes between repetitions cancels out)."""
+    base = report.results.get(("mininet", size))
+    if base is None or tool == "mininet":
+        return None
+    ours = report.at(tool, size).build
+    return float(statistics.median(a / b for a, b in zip(ours, base.build, strict=False)))
+
+
 def _size_rows(report: Report) -> Iterator[list[str]]:
     for size in report.sizes:
         for tool in report.tools:
@@ -633,6 +647,9 @@ def _figures(report: Report) -> Iterator[tuple[str, float, str]]:
                 ratio = _ratio(report, tool, size, which)
                 if ratio is not None:
                     yield f"{slug}_{which}_{size}_ratio_vs_mininet", ratio, "x"
+            paired = _rep_ratio(report, tool, size)
+            if paired is not None:
+                yield f"{slug}_build_{size}_ratio_per_repetition_median", paired, "x"
             if m.records:
                 per_object = m.median("build") / m.records * 1000
                 yield f"{slug}_ms_per_kernel_object_{size}", per_object, "ms"
@@ -647,6 +664,9 @@ def _ready_figures(report: Report) -> Iterator[tuple[str, float, str]]:
     for tool, found in report.shaping.items():
         if found:
             yield f"{_slug(tool)}_shaping_max_error", max(s.error_pct for s in found), "%"
+    if report.load:
+        yield "load_average_min", min(report.load), "(1 min)"
+        yield "load_average_max", max(report.load), "(1 min)"
     yield "leftover_kernel_objects", float(len(report.left)), "objects"
 
 

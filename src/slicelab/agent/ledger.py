@@ -43,6 +43,8 @@ from slicelab.domain.errors import InsufficientResources
 
 __all__ = ["BulkRemover", "Ledger", "Record", "Remover", "unwind", "unwind_many"]
 
+_CHUNK = 500  # owners per query (SQLite's limit on parameters is far above)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -154,6 +156,35 @@ class Ledger:
         rows = (self._db.execute(query + " WHERE owner = ? ORDER BY id", (owner,))
                 if owner is not None else self._db.execute(query + " ORDER BY id"))
         return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6])) for r in rows]
+
+    def records_of(self, owners: Sequence[str]) -> dict[str, list[Record]]:
+        """The records of each of ``owners`` (in id order), read in a few queries."""
+        found: dict[str, list[Record]] = {owner: [] for owner in owners}
+        for start in range(0, len(owners), _CHUNK):
+            chunk = owners[start:start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT id, owner, kind, name, parent, data, done FROM objects "
+                f"WHERE owner IN ({marks}) ORDER BY id", chunk)
+            for r in rows:
+                found[r[1]].append(Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]),
+                                          bool(r[6])))
+        return found
+
+    def owner_facts(self, owners: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """``(digest if complete, address)`` of each of ``owners``, in a few queries."""
+        facts: dict[str, tuple[str | None, str | None]] = dict.fromkeys(owners, (None, None))
+        for start in range(0, len(owners), _CHUNK):
+            chunk = owners[start:start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for owner, digest, complete in self._db.execute(
+                    f"SELECT owner, digest, complete FROM owners WHERE owner IN ({marks})",
+                    chunk):
+                facts[owner] = (str(digest) if complete else None, None)
+            for owner, address in self._db.execute(
+                    f"SELECT owner, address FROM addresses WHERE owner IN ({marks})", chunk):
+                facts[owner] = (facts[owner][0], str(address))
+        return facts
 
     def find(self, owner: str, kind: str, name: str) -> Record | None:
         for record in self.records(owner):

@@ -28,6 +28,7 @@ one.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import secrets
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[["Batch"], T]
 MAX_BATCH = 256
+FREEZE_AT = 10_000  # hosts: a snapshot this large is kept out of the collector's scans
 EXPIRE_EVERY = timedelta(minutes=1)  # how often ended leases leave the snapshot
 PORTS = "ports"  # Batch.kept: the control ports taken (TakenPorts); a host's entry is read
 # again when its bookings change by another writer (every writer of slivers changes bookings)
@@ -456,6 +458,7 @@ class AllocationEngine:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._snap: _Snapshot | None = None
         self._kept: dict[str, Any] = {}
+        self._frozen = False  # this engine froze the objects in the collector (see _reload)
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self.batches = 0
@@ -601,22 +604,32 @@ class AllocationEngine:
             batch._slivers.clear()  # it may have written slivers itself: read them again
         return True, value
 
+    def _reload(self, uow: UnitOfWork, now: datetime) -> _Snapshot:
+        """Load the whole snapshot again. A large one is frozen out of the garbage collector's
+        scans (:func:`gc.freeze`): at 100k hosts each full collection would walk millions of
+        long-lived objects, a few hundred ms every so often on the engine's thread. Before the
+        next load the old one is let go and collected (its calendar and index refer to each
+        other, so refcounting alone does not free them)."""
+        self._kept.clear()
+        self._snap = None
+        if self._frozen:
+            gc.unfreeze()
+            gc.collect()
+            self._frozen = False
+        snap = self._snap = _load(uow, now)
+        if len(snap.names) >= FREEZE_AT:
+            gc.freeze()
+            self._frozen = True
+        return snap
+
     def _catch_up(self, uow: UnitOfWork, now: datetime) -> _Snapshot:
         snap = self._snap
         if snap is None:
             uow.leases.changes.lock()
-            self._kept.clear()
-            snap = self._snap = _load(uow, now)
-            return snap
+            return self._reload(uow, now)
         pruned, changes = uow.leases.changes.lock_since(snap.cursor)
-        if snap.cursor < pruned:
-            self._kept.clear()
-            snap = self._snap = _load(uow, now)
-            return snap
-        if any(c.kind == NODE_CHANGED for c in changes):
-            self._kept.clear()
-            snap = self._snap = _load(uow, now)
-            return snap
+        if snap.cursor < pruned or any(c.kind == NODE_CHANGED for c in changes):
+            return self._reload(uow, now)
         if any(c.kind != BOOKINGS_CHANGED for c in changes):
             self._kept.clear()
         ports = self._kept.get(PORTS)

@@ -5,7 +5,9 @@ double-book and see each other's leases, renewals and releases."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from test_lease_world import World, one_node
 
 from slicelab.domain.calendar import Window
 from slicelab.domain.errors import InsufficientResources, Unavailable
+from slicelab.services import booking
 from slicelab.services.booking import AllocationEngine, Batch, Reply
 from slicelab.services.inventory import index_nodes
 from slicelab.services.leases import Renewal, renew_lease
@@ -202,3 +205,26 @@ def test_a_caller_gets_its_jobs_result_or_error_and_a_clear_timeout() -> None:
     failed.fail(InsufficientResources("no host fits"))
     with pytest.raises(InsufficientResources, match="no host fits"):
         failed.result()
+
+
+def test_a_large_snapshot_is_frozen_and_the_old_one_freed_on_reload(
+        uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    World(uow_factory, slices=1)
+    _index(uow_factory)
+    monkeypatch.setattr(booking, "FREEZE_AT", 1)  # this world's few nodes count as large
+    engine = AllocationEngine(uow_factory)
+    engine.start()
+    try:
+        engine.warm()
+        assert gc.get_freeze_count() > 0
+        old = engine._snap
+        assert old is not None
+        gone = weakref.ref(old.calendar)
+        del old
+        engine._snap = None  # as after a batch that failed whole: the next one reloads
+        engine.warm()
+        assert gone() is None  # the old snapshot's cycles were collected
+        assert gc.get_freeze_count() > 0
+    finally:
+        engine.stop()
+        gc.unfreeze()

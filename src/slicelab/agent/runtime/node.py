@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,7 +55,7 @@ _AGENT = "agent"
 _FORWARD = "/proc/sys/net/ipv4/ip_forward"
 _SLIVER_ORDER = ("process", "cgroup", "mount", "dir", "nft-rules", "netns", "link", "qdisc")
 _LINK_ORDER = ("link", "fdb")
-_LAUNCH_CHUNK = 64  # inits forked and held at once before their cgroups are written
+_BUILD_CHUNK = 16  # slivers whose networks are made together (one host batch)
 _NETNS_THREADS = 2  # namespaces made ahead of the build, beside it
 
 
@@ -113,14 +113,35 @@ def _close_opened(
         sock.close()
 
 
-def _indexes(batch: Batch, wanted: list[tuple[Record, str, str]]) -> None:
-    """Send ``batch`` plus a lookup of each name; store each ifindex in its record's data."""
+def _indexes(batch: Batch, wanted: list[tuple[Record, str, str]]) -> dict[int, int]:
+    """Send ``batch`` plus a lookup of each name; store each ifindex in its record's data.
+    Returns every answer of the send (for lookups asked before)."""
     keys = [(record, key, batch.get_link(name), name) for record, key, name in wanted]
     found = batch.send()
     for record, key, seq, name in keys:
         if seq not in found:
             raise KernelError(f"link {name} did not appear")
         record.data[key] = found[seq]
+    return found
+
+
+def _first(records: Sequence[Record], kind: str, name: str) -> Record | None:
+    return next((r for r in records if r.kind == kind and r.name == name), None)
+
+
+def _link_ifaces(records: Sequence[Record]) -> list[Record]:
+    """A sliver's link interfaces (made) among its records."""
+    return [r for r in records if r.kind == "link" and "link_id" in r.data and r.done]
+
+
+def _split_ready(
+    pending: Sequence[pairs.Planned], sockets: Mapping[str, object], building: Collection[str]
+) -> tuple[list[pairs.Planned], list[pairs.Planned]]:
+    """The pairs whose namespaces are all there (open in ``sockets``, or not being built),
+    and the others."""
+    ready = [p for p in pending if all(e.ns in sockets or e.ns not in building for e in p.ends)]
+    taken = {id(p) for p in ready}
+    return ready, [p for p in pending if id(p) not in taken]
 
 
 class NodeRuntime:
@@ -198,16 +219,20 @@ class NodeRuntime:
         """
         if len({s.sliver_id for s in specs}) != len(specs):
             raise InvalidInput("a sliver id appears twice", field="sliver_id")
-        fresh = [spec for spec in specs if not self._current(spec)]
+        # new identity files need no rebuild
+        digests = {spec.sliver_id: spec_digest(replace(spec, files=())) for spec in specs}
+        with self.ledger.transaction():  # the checks' unwinds and marks: one commit
+            fresh = [spec for spec in specs if not self._current(spec, digests[spec.sliver_id])]
+        started: dict[str, int] = {}
         if fresh:
             self._ensure_agent()
-            self._build_slivers(fresh)
-        return [self.status(spec.sliver_id) for spec in specs]
+            started = self._build_slivers(fresh, digests)
+        return self._statuses([spec.sliver_id for spec in specs], started)
 
-    def _current(self, spec: SliverSpec) -> bool:
-        """Bring an intact sliver built from this spec up to date (True), or unwind it."""
+    def _current(self, spec: SliverSpec, digest: str) -> bool:
+        """Bring an intact sliver built from this spec (whose digest is ``digest``) up to
+        date (True), or unwind it."""
         owner = _sliver(spec.sliver_id)
-        digest = spec_digest(replace(spec, files=()))  # new identity files need no rebuild
         if (
             self.ledger.owner_digest(owner) == digest
             and self._intact(spec.sliver_id)
@@ -251,25 +276,42 @@ class NodeRuntime:
         ]
 
     def status(self, sliver_id: str) -> SliverStatus:
-        owner = _sliver(sliver_id)
-        if not self.ledger.records(owner):
+        """What the sliver is now (its records read once)."""
+        return self._statuses([sliver_id], {})[0]
+
+    def _statuses(self, sliver_ids: Sequence[str], started: Mapping[str, int]
+                  ) -> list[SliverStatus]:
+        """What the slivers are now, their records read together; ``started``: the inits
+        this call has just seen become PID 1 of their namespaces (not looked up again)."""
+        owners = [_sliver(s) for s in sliver_ids]
+        records, facts = self.ledger.records_of(owners), self.ledger.owner_facts(owners)
+        return [
+            self._status(s, records[o], facts[o], started.get(s))
+            for s, o in zip(sliver_ids, owners, strict=True)
+        ]
+
+    def _status(self, sliver_id: str, records: Sequence[Record],
+                facts: tuple[str | None, str | None], init: int | None) -> SliverStatus:
+        if not records:
             return SliverStatus(sliver_id, SliverState.ABSENT)
-        init = self._init_pid(sliver_id)
-        complete = self.ledger.owner_digest(owner) is not None
+        init = init or self._init_pid(sliver_id)
+        digest, address = facts
         state = (
-            SliverState.RUNNING if init else SliverState.STOPPED if complete else SliverState.BROKEN
+            SliverState.RUNNING if init else SliverState.STOPPED if digest else SliverState.BROKEN
         )
-        ports = self.ledger.find(owner, "nft-rules", self._comment(sliver_id))
+        ns = names.netns_name(self.prefix, sliver_id)
+        ports = _first(records, "nft-rules", self._comment(sliver_id))
+        netns = _first(records, "netns", ns)
         return SliverStatus(
             sliver_id,
             state,
             init_pid=init,
-            control_ip=self.ledger.address_of(owner),
-            netns=names.netns_name(self.prefix, sliver_id),
+            control_ip=address,
+            netns=ns,
             ssh_port=ports.data.get("first_port") if ports else None,
             interfaces=(
-                *(r.data["inner"] for r in self._ifaces(owner)),
-                *(str(d["ifname"]) for d in self._direct(sliver_id)),
+                *(r.data["inner"] for r in _link_ifaces(records)),
+                *(str(d["ifname"]) for d in (netns.data.get("direct", []) if netns else [])),
             ),
         )
 
@@ -414,8 +456,10 @@ class NodeRuntime:
             rec.data["rules"] = [("prerouting", self.nft.add_rule(rule))]
 
     # building a sliver ----------------------------------------------------------------
-    def _build_slivers(self, specs: Sequence[SliverSpec]) -> None:
-        """Record every intent in one transaction, make the objects, mark them done in one.
+    def _build_slivers(self, specs: Sequence[SliverSpec], digests: Mapping[str, str]
+                       ) -> dict[str, int]:
+        """Record every intent in one transaction, make the objects, mark them done in one;
+        the pid of each sliver's init, seen as PID 1 of its namespace.
 
         Chunk by chunk, the slivers' networks are made and their inits launched; the
         inits start (other processes, the other core) while the next chunk is built, and
@@ -425,35 +469,64 @@ class NodeRuntime:
         with self.ledger.transaction():
             plans = [self._plan(spec, candidates) for spec in specs]
         built = list(zip(specs, plans, strict=True))
-        sockets: dict[str, socket.socket] = {}  # inside each namespace, for the pairs too
-        waiting: list[tuple[str, Record, int]] = []
-        pool = ThreadPoolExecutor(max_workers=_NETNS_THREADS, thread_name_prefix="slicelab-ns")
-        opened = [pool.submit(self._ready, spec, plan.ns) for spec, plan in built]
-        try:
-            for start in range(0, len(built), _LAUNCH_CHUNK):
-                chunk = built[start : start + _LAUNCH_CHUNK]
-                for (spec, plan), future in zip(chunk, opened[start:], strict=False):
-                    sockets[plan.ns] = future.result()
-                    self._sliver_network(spec, plan, sockets[plan.ns])
-                waiting += self._launch_chunk(chunk)
-            self.pairs.connect(
-                [d["link_id"] for plan in plans for d in plan.netns.data.get("direct", [])],
-                fresh=True,
-                sockets=sockets,
-            )
-        finally:
-            _close_opened(pool, opened, sockets)
-        self._forward_ports(specs, plans)
-        self._await_inits(waiting)
+        made, launchers = self._make_slivers(built)
+        self._await_inits(
+            [
+                (spec.sliver_id, plan.process, launcher)
+                for (spec, plan), launcher in zip(built, launchers, strict=True)
+            ]
+        )
         with self.ledger.transaction():
+            for record in (r for item in made for r in item.records()):
+                self.ledger.finish(record)
             for spec, plan in built:
                 for record in plan.records():
                     self.ledger.finish(record)
                 self.ledger.mark_owner(
-                    _sliver(spec.sliver_id),
-                    complete=True,
-                    digest=spec_digest(replace(spec, files=())),
+                    _sliver(spec.sliver_id), complete=True, digest=digests[spec.sliver_id]
                 )
+        return {spec.sliver_id: int(plan.process.data["pid"]) for spec, plan in built}
+
+    def _make_slivers(
+        self, built: Sequence[tuple[SliverSpec, _Plan]]
+    ) -> tuple[list[pairs.Planned], list[int]]:
+        """The kernel objects of planned slivers: the pair links made, the inits' launchers.
+
+        Two pool threads make the namespaces, files and cgroups ahead of this thread, then
+        the port forwarding; this thread makes the networks chunk by chunk (with the pair
+        links whose members are all there) and hands each chunk's inits to the launch
+        thread (:class:`process.Starter`), which starts them while the next chunk is built.
+        """
+        plans = [plan for _, plan in built]
+        sockets: dict[str, socket.socket] = {}  # inside each namespace, for the pairs too
+        pending = self._pairs_of(plans)
+        made: list[pairs.Planned] = []
+        pool = ThreadPoolExecutor(max_workers=_NETNS_THREADS, thread_name_prefix="slicelab-ns")
+        starter = process.Starter(self._launcher)
+        opened = [pool.submit(self._ready, spec, plan.ns) for spec, plan in built]
+        rules = pool.submit(self._forward_ports, [spec for spec, _ in built], plans)
+        try:
+            for start in range(0, len(built), _BUILD_CHUNK):
+                chunk = built[start : start + _BUILD_CHUNK]
+                for (_, plan), future in zip(chunk, opened[start:], strict=False):
+                    sockets[plan.ns] = future.result()
+                now, pending = _split_ready(pending, sockets, {plan.ns for plan in plans})
+                self._chunk_network(chunk, sockets, now)
+                made += now
+                starter.put([self._launch_for(spec) for spec, _ in chunk])
+            rules.result()
+        finally:
+            starter.stop()  # no launch is left in flight, even on a failure
+            _close_opened(pool, opened, sockets)
+        return made, starter.pids()
+
+    def _pairs_of(self, plans: Sequence[_Plan]) -> list[pairs.Planned]:
+        """The pair links of the slivers being built, planned (records begun)."""
+        return self.pairs.plan(
+            [d["link_id"] for plan in plans for d in plan.netns.data.get("direct", [])],
+            fresh=True,
+            building={plan.ns for plan in plans},
+        )
 
     def _ready(self, spec: SliverSpec, ns: str) -> socket.socket:
         """The sliver's namespace (a route socket inside it, lo still down) and its files
@@ -467,16 +540,15 @@ class NodeRuntime:
             raise
         return sock
 
-    def _launch_chunk(
-        self, chunk: Sequence[tuple[SliverSpec, _Plan]]
-    ) -> list[tuple[str, Record, int]]:
-        """Launch the inits of ``chunk`` (not awaited): (sliver, record, launcher) each."""
-        held = self._launcher.spawn_many([self._launch_of(spec.sliver_id) for spec, _ in chunk])
-        launchers = self._launcher.release(held)
-        return [
-            (spec.sliver_id, plan.process, launcher)
-            for (spec, plan), launcher in zip(chunk, launchers, strict=True)
-        ]
+    def _launch_for(self, spec: SliverSpec) -> process.Launch:
+        """What the launcher of a sliver being built needs (its files are prepared)."""
+        base = self.state_dir / "slivers" / spec.sliver_id
+        return process.Launch(
+            namespaces.path_of(names.netns_name(self.prefix, spec.sliver_id)),
+            self._overlay(spec.sliver_id, spec.image_dir),
+            tuple(self._groups(spec.sliver_id)),
+            base / "console.log",
+        )
 
     def _prepare_files(self, spec: SliverSpec) -> None:
         """Root file system, identity, cgroups and limits: what the init's launcher needs
@@ -589,52 +661,109 @@ class NodeRuntime:
         )
         return _Iface(iface, record, None, qdiscs, capacity)
 
-    def _sliver_network(self, spec: SliverSpec, plan: _Plan, inside: socket.socket) -> None:
-        """Both veths of every interface in one host batch, the inner side in one more."""
-        bridge = self._record(_AGENT, "link", self.control_bridge).data["ifindex"]
+    def _chunk_network(
+        self,
+        chunk: Sequence[tuple[SliverSpec, _Plan]],
+        sockets: dict[str, socket.socket],
+        now: Sequence[pairs.Planned],
+    ) -> None:
+        """The networks of a chunk of slivers and the pair links ``now`` can have: every
+        host-side device in one host batch, then each sliver's namespace looked up and
+        configured (two sends each), then the host side's settings in one more batch.
+        ``sockets``: route sockets inside the namespaces (those opened here are added)."""
         host = self.net.batch()
-        ns_fd = namespaces.open_fd(plan.ns)
+        self._host_devices(host, chunk, now)
+        ends = pairs.by_namespace(now)
+        for spec, plan in chunk:
+            inner = self.net.batch(sockets[plan.ns])
+            self._inside(spec, plan, (host, inner), ends.pop(plan.ns, []))
+        for ns, rest in ends.items():  # ends in slivers built before, or not being built
+            if ns not in sockets:
+                sockets[ns] = namespaces.run_in(ns, namespaces.route_socket)
+            inner = self.net.batch(sockets[ns])
+            self.pairs.ask_indexes(inner, rest)(inner.send())
+            self.pairs.configure(inner, rest)
+            inner.send()
+        host.send()
+
+    def _host_devices(
+        self,
+        host: Batch,
+        chunk: Sequence[tuple[SliverSpec, _Plan]],
+        now: Sequence[pairs.Planned],
+    ) -> None:
+        """Every veth and VXLAN device of ``chunk`` and the ``now`` pairs, in one send;
+        the host-side ifindexes in their records."""
+        bridge = self._record(_AGENT, "link", self.control_bridge).data["ifindex"]
+        fds: dict[str, int] = {}
         try:
-            host.add_veth(plan.control.name, peer=Peer("eth0", ns_fd), master=bridge)
-            for item in plan.ifaces:
-                if item.record.data.get("tunnel"):
-                    data = item.record.data
-                    host.add_vxlan(
-                        item.spec.ifname,
-                        ns_fd=ns_fd,
-                        vni=data["vni"],
-                        local_ip=data["local_ip"],
-                        mtu=LINK_MTU,
-                        address=item.spec.mac,
-                    )
-                    continue
-                host.add_veth(
-                    item.record.name,
-                    mtu=LINK_MTU,
-                    master=item.bridge,
-                    peer=Peer(item.spec.ifname, ns_fd, mtu=LINK_MTU, address=item.spec.mac),
-                )
-            _indexes(
-                host,
-                [(plan.control, "ifindex", plan.control.name)]
-                + [
-                    (i.record, "ifindex", i.record.name)
-                    for i in plan.ifaces
-                    if not i.record.data.get("tunnel")
-                ],
-            )
+            wanted: list[tuple[Record, str, str]] = []
+            for _, plan in chunk:
+                fds[plan.ns] = namespaces.open_fd(plan.ns)
+                wanted += self._sliver_devices(host, plan, fds[plan.ns], bridge)
+            for item in now:
+                for end in item.ends:
+                    if end.ns not in fds:
+                        fds[end.ns] = namespaces.open_fd(end.ns)
+                self.pairs.add_veth(host, item, fds)
+            _indexes(host, wanted)
         finally:
-            os.close(ns_fd)
-        inner = self.net.batch(inside)
-        _indexes(
-            inner,
-            [(plan.control, "inner_index", "eth0")]
-            + [(i.record, "inner_index", i.spec.ifname) for i in plan.ifaces],
+            for fd in fds.values():
+                os.close(fd)
+
+    def _sliver_devices(
+        self, host: Batch, plan: _Plan, ns_fd: int, bridge: int
+    ) -> list[tuple[Record, str, str]]:
+        """The sliver's control veth and link devices into ``host``; the lookups to make."""
+        host.add_veth(plan.control.name, peer=Peer("eth0", ns_fd), master=bridge)
+        for item in plan.ifaces:
+            if item.record.data.get("tunnel"):
+                data = item.record.data
+                host.add_vxlan(
+                    item.spec.ifname,
+                    ns_fd=ns_fd,
+                    vni=data["vni"],
+                    local_ip=data["local_ip"],
+                    mtu=LINK_MTU,
+                    address=item.spec.mac,
+                )
+                continue
+            host.add_veth(
+                item.record.name,
+                mtu=LINK_MTU,
+                master=item.bridge,
+                peer=Peer(item.spec.ifname, ns_fd, mtu=LINK_MTU, address=item.spec.mac),
+            )
+        return [(plan.control, "ifindex", plan.control.name)] + [
+            (i.record, "ifindex", i.record.name)
+            for i in plan.ifaces
+            if not i.record.data.get("tunnel")
+        ]
+
+    def _inside(
+        self,
+        spec: SliverSpec,
+        plan: _Plan,
+        batches: tuple[Batch, Batch],
+        ends: Sequence[tuple[pairs.Planned, int]],
+    ) -> None:
+        """The sliver's side: its devices (and pair ``ends``) looked up in one send and
+        configured in one more; the host side's settings go into the host batch."""
+        host, inner = batches
+        resolve = self.pairs.ask_indexes(inner, ends)
+        resolve(
+            _indexes(
+                inner,
+                [(plan.control, "inner_index", "eth0")]
+                + [(i.record, "inner_index", i.spec.ifname) for i in plan.ifaces],
+            )
         )
         for item in plan.ifaces:
             if item.record.data.get("tunnel"):
                 item.record.data["ifindex"] = item.record.data["inner_index"]
         self._configure(spec, plan, host, inner)
+        self.pairs.configure(inner, ends)
+        inner.send()
 
     def _configure(self, spec: SliverSpec, plan: _Plan, host: Batch, inner: Batch) -> None:
         host.isolate_port(plan.control.data["ifindex"])
@@ -657,8 +786,6 @@ class NodeRuntime:
                 inner.shape(inside, item.capacity)
                 for qdisc, ifindex in zip(item.qdiscs, (index, inside), strict=True):
                     qdisc.data["ifindex"] = ifindex
-        host.send()
-        inner.send()
 
     @staticmethod
     def _configure_tunnel(item: _Iface, inner: Batch) -> None:
@@ -701,11 +828,7 @@ class NodeRuntime:
                         yield record
 
     def _ifaces(self, owner: str) -> list[Record]:
-        return [
-            r
-            for r in self.ledger.records(owner)
-            if r.kind == "link" and "link_id" in r.data and r.done
-        ]
+        return _link_ifaces(self.ledger.records(owner))
 
     def _forward_ports(self, specs: Sequence[SliverSpec], plans: Sequence[_Plan]) -> None:
         """The slivers' DNAT rules in one nft transaction; each record gets its handles."""

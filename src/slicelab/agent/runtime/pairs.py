@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from slicelab.agent.net.netlink import Netlink
 from slicelab.agent.runtime.errors import KernelError
 from slicelab.agent.spec import InterfaceSpec, LinkSpec
 
-__all__ = ["PAIR", "TUNNEL", "Pairs", "end_data", "kind_of"]
+__all__ = ["PAIR", "TUNNEL", "End", "Pairs", "Planned", "by_namespace", "end_data", "kind_of"]
 
 PAIR = "pair"  # ledger kind of a pair link's marker record
 TUNNEL = "tunnel"  # ledger kind of a tunnel link's marker record
@@ -58,16 +58,23 @@ def end_data(iface: InterfaceSpec, marker: Record) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _End:
+class End:
+    """One end of a pair link: its sliver's namespace and what that sliver asked for."""
+
     ns: str
     data: Mapping[str, Any]
 
 
 @dataclass
-class _Planned:
+class Planned:
+    """A pair link about to be made: its records (begun) and its two ends."""
+
     link: Record
     qdiscs: list[Record]
-    ends: tuple[_End, _End]
+    ends: tuple[End, End]
+
+    def records(self) -> list[Record]:
+        return [self.link, *self.qdiscs]
 
 
 class Pairs:
@@ -119,17 +126,102 @@ class Pairs:
         namespace; otherwise a recorded pair that still exists is kept. ``sockets``: route
         sockets already open inside namespaces, by name (others are opened here).
         """
+        planned = self.plan(link_ids, fresh=fresh)
+        given = dict(sockets or {})
+        opened: dict[str, socket.socket] = {}
+        try:
+            for end in (end for item in planned for end in item.ends):
+                if end.ns not in given and end.ns not in opened:
+                    opened[end.ns] = namespaces.run_in(end.ns, namespaces.route_socket)
+            self.make(planned, {**given, **opened})
+        finally:
+            for sock in opened.values():
+                sock.close()
+        with self.ledger.transaction():
+            for item in planned:
+                for record in item.records():
+                    self.ledger.finish(record)
+
+    def plan(
+        self, link_ids: Sequence[str], *, fresh: bool, building: Collection[str] = ()
+    ) -> list[Planned]:
+        """Begin the records of each pair link to make (one transaction): those whose two
+        members' namespaces exist, or are in ``building`` (namespaces about to be made)."""
         todo = [
             link_id for link_id in dict.fromkeys(link_ids) if self._needs_pair(link_id, fresh=fresh)
         ]
         with self.ledger.transaction():
-            planned = [p for p in (self._plan(link_id) for link_id in todo) if p is not None]
-        for item in planned:
-            self._make(item, sockets or {})
-        with self.ledger.transaction():
+            return [p for p in (self._plan(link_id, building) for link_id in todo) if p]
+
+    def make(self, planned: Sequence[Planned], sockets: Mapping[str, socket.socket]) -> None:
+        """Make ``planned`` pairs: every veth in one host batch, then each namespace's ends
+        looked up and configured (``sockets``: a route socket inside each namespace)."""
+        if not planned:
+            return
+        fds: dict[str, int] = {}
+        try:
+            for end in (end for item in planned for end in item.ends):
+                if end.ns not in fds:
+                    fds[end.ns] = namespaces.open_fd(end.ns)
+            host = self.net.batch()
             for item in planned:
-                for record in (item.link, *item.qdiscs):
-                    self.ledger.finish(record)
+                self.add_veth(host, item, fds)
+            host.send()
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        for ns, ends in by_namespace(planned).items():
+            inside = self.net.batch(sockets[ns])
+            resolve = self.ask_indexes(inside, ends)
+            resolve(inside.send())
+            self.configure(inside, ends)
+            inside.send()
+
+    def add_veth(self, batch: Batch, item: Planned, fds: Mapping[str, int]) -> None:
+        """The pair's veth into ``batch`` (a host batch): each end made straight inside its
+        sliver's namespace, under its final name, MTU and address, down."""
+        a, b = item.ends
+        batch.add_veth(
+            a.data["ifname"],
+            ns_fd=fds[a.ns],
+            mtu=self.mtu,
+            address=a.data["mac"],
+            up=False,
+            peer=Peer(b.data["ifname"], fds[b.ns], mtu=self.mtu, address=b.data["mac"]),
+        )
+
+    @staticmethod
+    def ask_indexes(
+        batch: Batch, ends: Sequence[tuple[Planned, int]]
+    ) -> Callable[[Mapping[int, int]], None]:
+        """Ask ``batch`` (inside the ends' namespace) for the ifindex of each end (0: the
+        pair's first, 1: its second); the returned function stores the answers."""
+        asked = [
+            (item, side, batch.get_link(item.ends[side].data["ifname"])) for item, side in ends
+        ]
+
+        def resolve(found: Mapping[int, int]) -> None:
+            for item, side, seq in asked:
+                if seq not in found:
+                    raise KernelError(f"link {item.ends[side].data['ifname']} did not appear")
+                item.link.data["ifindex" if side == 0 else "peer_index"] = found[seq]
+
+        return resolve
+
+    @staticmethod
+    def configure(batch: Batch, ends: Sequence[tuple[Planned, int]]) -> None:
+        """Up, address and tbf of each end, into ``batch`` (inside the ends' namespace)."""
+        for item, side in ends:
+            end = item.ends[side]
+            index = int(item.link.data["ifindex" if side == 0 else "peer_index"])
+            batch.set_link(index, up=True)
+            if end.data.get("ipv4"):
+                batch.add_address(index, end.data["ipv4"])
+            if end.data.get("capacity"):
+                batch.shape(index, float(end.data["capacity"]))
+            for qdisc in item.qdiscs:
+                if qdisc.data["ns"] == end.ns:
+                    qdisc.data["ifindex"] = index
 
     def _needs_pair(self, link_id: str, *, fresh: bool) -> bool:
         owner = f"link:{link_id}"
@@ -154,7 +246,7 @@ class Pairs:
             self.ledger.forget(record)
         return True
 
-    def _ends(self, link_id: str) -> tuple[_End, _End] | None:
+    def _ends(self, link_id: str, building: Collection[str]) -> tuple[End, End] | None:
         marker = self.marker(link_id)
         assert marker is not None
         ends = []
@@ -166,13 +258,13 @@ class Pairs:
                 for d in (record.data.get("direct", []) if record else [])
                 if d["link_id"] == link_id
             ]
-            if not found or not namespaces.exists(ns):
+            if not found or not (ns in building or namespaces.exists(ns)):
                 return None
-            ends.append(_End(ns, found[0]))
+            ends.append(End(ns, found[0]))
         return ends[0], ends[1]
 
-    def _plan(self, link_id: str) -> _Planned | None:
-        ends = self._ends(link_id)
+    def _plan(self, link_id: str, building: Collection[str]) -> Planned | None:
+        ends = self._ends(link_id, building)
         if ends is None:
             return None
         a, b = ends
@@ -190,51 +282,13 @@ class Pairs:
             for end in ends
             if end.data.get("capacity")
         ]
-        return _Planned(link, qdiscs, ends)
-
-    def _make(self, item: _Planned, sockets: Mapping[str, socket.socket]) -> None:
-        a, b = item.ends
-        opened = [
-            namespaces.run_in(end.ns, namespaces.route_socket)
-            for end in item.ends
-            if end.ns not in sockets
-        ]
-        found = iter(opened)
-        inside_a, inside_b = (sockets.get(end.ns) or next(found) for end in item.ends)
-        fd_b = namespaces.open_fd(b.ns)
-        try:
-            first = self.net.batch(inside_a)
-            first.add_veth(
-                a.data["ifname"],
-                mtu=self.mtu,
-                address=a.data["mac"],
-                peer=Peer(b.data["ifname"], fd_b, mtu=self.mtu, address=b.data["mac"]),
-            )
-            index_a = _index(first, a.data["ifname"])
-            index_b = _index(self.net.batch(inside_b), b.data["ifname"])
-            item.link.data.update(ifindex=index_a, peer_index=index_b)
-            for end, sock, index in ((a, inside_a, index_a), (b, inside_b, index_b)):
-                self._configure(sock, index, end.data)
-            for qdisc in item.qdiscs:
-                qdisc.data["ifindex"] = index_a if qdisc.data["ns"] == a.ns else index_b
-        finally:
-            os.close(fd_b)
-            for sock in opened:
-                sock.close()
-
-    def _configure(self, sock: socket.socket, index: int, data: Mapping[str, Any]) -> None:
-        batch = self.net.batch(sock)
-        batch.set_link(index, up=True)
-        if data.get("ipv4"):
-            batch.add_address(index, data["ipv4"])
-        if data.get("capacity"):
-            batch.shape(index, float(data["capacity"]))
-        batch.send()
+        return Planned(link, qdiscs, ends)
 
 
-def _index(batch: Batch, name: str) -> int:
-    seq = batch.get_link(name)
-    found = batch.send()
-    if seq not in found:
-        raise KernelError(f"link {name} did not appear")
-    return int(found[seq])
+def by_namespace(planned: Sequence[Planned]) -> dict[str, list[tuple[Planned, int]]]:
+    """The ends of ``planned`` pairs grouped by namespace: (pair, 0 or 1) each."""
+    found: dict[str, list[tuple[Planned, int]]] = {}
+    for item in planned:
+        for side, end in enumerate(item.ends):
+            found.setdefault(end.ns, []).append((item, side))
+    return found

@@ -13,13 +13,16 @@ in its cgroups before its first instruction. :func:`run_inside` uses
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ from typing import Any
 
 from slicelab.agent.runtime.errors import KernelError, MissingPackage
 
-__all__ = ["Held", "Launch", "Launcher", "Overlay", "alive", "find_init", "init_of",
+__all__ = ["Held", "Launch", "Launcher", "Overlay", "Starter", "alive", "find_init", "init_of",
            "proc_start_time", "run_inside"]
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "dumb"}
@@ -125,6 +128,10 @@ class Launcher:
             raise KernelError(f"the sliver launcher failed: {reply['error']}")
         return reply
 
+    def warm(self) -> None:
+        """Start the spawner now if it is not running (else its first use starts it)."""
+        self._channel()
+
     def close(self) -> None:
         """End the spawner (launchers still held exit unreleased)."""
         if self._sock is not None:
@@ -194,6 +201,57 @@ class Launcher:
         return [child.pid for child in held]
 
 
+class Starter:
+    """Starts inits in a thread of its own, for one build: each round forks and releases
+    every launch handed over since the round before, so the rounds grow when the thread
+    falls behind (cgroup migrations back to back share the kernel's grace periods).
+
+    :meth:`put` hands launches over; :meth:`stop` waits for the thread to finish what it
+    was given (also on a failure: no launch stays in flight); :meth:`pids` returns the
+    launchers' pids in the order given, or raises the first failure.
+    """
+
+    def __init__(self, launcher: Launcher) -> None:
+        self._launcher = launcher
+        self._queue: queue.SimpleQueue[Launch | None] = queue.SimpleQueue()
+        self._pids: list[int] = []
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="slicelab-launch", daemon=True)
+        self._thread.start()
+
+    def put(self, launches: Sequence[Launch]) -> None:
+        for launch in launches:
+            self._queue.put(launch)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def pids(self) -> list[int]:
+        if self._failure is not None:
+            raise self._failure
+        return list(self._pids)
+
+    def _run(self) -> None:
+        try:
+            self._launcher.warm()
+        except BaseException as exc:  # handed to the building thread by pids()
+            self._failure = exc
+        ending = False
+        while not ending:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            ending = None in batch
+            launches = [item for item in batch if item is not None]
+            if launches and self._failure is None:
+                try:
+                    self._pids += self._launcher.release(self._launcher.spawn_many(launches))
+                except BaseException as exc:  # handed to the building thread by pids()
+                    self._failure = exc
+
+
 def _ns_pids(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -206,12 +264,24 @@ def _ns_pids(pid: int) -> list[str]:
 
 
 def find_init(pids: Sequence[int]) -> int | None:
-    """The host pid of the process that is PID 1 of a child pid namespace."""
+    """The host pid of the process that is PID 1 of a child pid namespace, once it is in
+    its own root (``unshare --fork --root`` forks that process before it chroots: until
+    then its root is the host's, and files written through ``/proc/<pid>/root`` or a
+    command run there would land on the host)."""
     for pid in pids:
         ns = _ns_pids(pid)
-        if len(ns) >= 2 and ns[-1] == "1":
+        if len(ns) >= 2 and ns[-1] == "1" and _rooted(pid):
             return pid
     return None
+
+
+def _rooted(pid: int) -> bool:
+    """Whether the process's root directory is another than this process's."""
+    try:
+        theirs, ours = os.stat(f"/proc/{pid}/root"), os.stat("/proc/self/root")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino)
 
 
 def init_of(launcher: int) -> int | None:
