@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from slicelab.domain.errors import InvalidInput
@@ -191,6 +191,17 @@ class LinkStatus:
 
 
 def spec_digest(spec: SliverSpec | LinkSpec) -> str:
-    """A stable digest of a spec: equal specs, equal digests."""
-    data = json.dumps(asdict(spec), sort_keys=True, default=str)
+    """A stable digest of a spec: equal specs, equal digests (the JSON of its fields, as
+    ``dataclasses.asdict`` gives them, without asdict's deep copies)."""
+    data = json.dumps(_plain(spec), sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

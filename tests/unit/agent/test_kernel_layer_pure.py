@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +51,20 @@ def test_interface_and_link_checks() -> None:
 def test_digest_is_stable_and_sensitive() -> None:
     assert spec_digest(_spec()) == spec_digest(_spec())
     assert spec_digest(_spec()) != spec_digest(_spec(memory_mib=257))
+
+
+def test_digests_stay_what_nodes_recorded() -> None:
+    """The digest is the JSON of the spec's fields as ``dataclasses.asdict`` gives them: a
+    node's ledger holds digests of that form, and an agent upgrade must not rebuild slivers
+    whose spec did not change."""
+    iface = InterfaceSpec("l-1", "eth1", "02:00:00:00:00:01", "10.0.0.1/24", 100)
+    specs = [_spec(), _spec(interfaces=(iface,), files=(("manifest", "{}"),),
+                            ssh_authorized_keys=("ssh-ed25519 AAAA k",)),
+             LinkSpec("l-1", 4096, capacity_mbps=100, members=("s1", "s2"),
+                      remotes=("192.0.2.2",))]
+    for spec in specs:
+        text = json.dumps(dataclasses.asdict(spec), sort_keys=True, default=str)
+        assert spec_digest(spec) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def test_ledger_unwinds_newest_first_with_children_after_parent(tmp_path: Path) -> None:
