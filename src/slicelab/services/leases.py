@@ -227,10 +227,6 @@ def _check(rules: _Rules, item: Slice, demand: Demand, *, now: datetime) -> None
           sites=rules.limits, slice_slivers_at_site=per_site)
 
 
-def _time_only(item: Slice, window: Window) -> Demand:
-    return Demand(item.project, str(_slice_id(item)), window, ())
-
-
 def _lock_owner(uow: UnitOfWork, item: Slice) -> ProjectQuota:
     """Take the booking lock (every writer of bookings takes it first, see
     :meth:`~slicelab.store.leases.ChangeLog.lock`): the holdings checked and the calendar read

@@ -322,12 +322,6 @@ class LeaseRepository(Repository):
         return {r.sliver_id: r.lease_id for r in self.connection.execute(query)}
 
 
-def _lease_values(lease: LeaseRow) -> dict[str, Any]:
-    return {"id": lease.id, "slice_id": lease.slice_id, "start": lease.window.start,
-            "end": lease.window.end, "state": lease.state, "provision": lease.provision,
-            "created": lease.created}
-
-
 LEASE_COLUMNS = ("id", "slice_id", "start", "end", "state", "provision", "created")
 BOOKING_COLUMNS = ("lease_id", "node_id", "sliver_id", "start", "end", "cpu_milli",
                    "memory_mib", "disk_gib", "bandwidth_mbps", "devices", "exclusive",
