@@ -44,6 +44,7 @@ from slicelab.domain.errors import InsufficientResources
 __all__ = ["BulkRemover", "Ledger", "Record", "Remover", "unwind", "unwind_many"]
 
 _CHUNK = 500  # owners per query (SQLite's limit on parameters is far above)
+_SELECT = "SELECT id, owner, kind, name, parent, data, done FROM objects"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -66,6 +67,10 @@ CREATE TABLE IF NOT EXISTS addresses (
     address TEXT NOT NULL UNIQUE
 );
 """
+
+
+def _record(row: Any) -> Record:
+    return Record(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), bool(row[6]))
 
 
 @dataclass
@@ -152,10 +157,10 @@ class Ledger:
                                  [(record.id,) for record in records])
 
     def records(self, owner: str | None = None) -> list[Record]:
-        query = "SELECT id, owner, kind, name, parent, data, done FROM objects"
-        rows = (self._db.execute(query + " WHERE owner = ? ORDER BY id", (owner,))
-                if owner is not None else self._db.execute(query + " ORDER BY id"))
-        return [Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6])) for r in rows]
+        if owner is not None:
+            return self.records_of([owner])[owner]
+        rows = self._db.execute(f"{_SELECT} ORDER BY id")
+        return [_record(r) for r in rows]
 
     def records_of(self, owners: Sequence[str]) -> dict[str, list[Record]]:
         """The records of each of ``owners`` (in id order), read in a few queries."""
@@ -163,12 +168,8 @@ class Ledger:
         for start in range(0, len(owners), _CHUNK):
             chunk = owners[start:start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
-            rows = self._db.execute(
-                "SELECT id, owner, kind, name, parent, data, done FROM objects "
-                f"WHERE owner IN ({marks}) ORDER BY id", chunk)
-            for r in rows:
-                found[r[1]].append(Record(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]),
-                                          bool(r[6])))
+            for r in self._db.execute(f"{_SELECT} WHERE owner IN ({marks}) ORDER BY id", chunk):
+                found[r[1]].append(_record(r))
         return found
 
     def owner_facts(self, owners: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
