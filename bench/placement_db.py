@@ -202,12 +202,15 @@ def engine_placements(engine: Engine, count: int, rng: random.Random, *,
                 refused.append(i)
 
     batches, jobs, before = booker.batches, booker.jobs, booker.timings.parts()
+    ahead, again = booker.ahead, booker.again
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     elapsed = time.perf_counter() - start
     done = max(1, booker.batches - batches)
     parts = {k: (v - before[k]) * 1000 / done for k, v in booker.timings.parts().items()}
+    parts["ahead_share"] = (booker.ahead - ahead) / done  # batches placed ahead (PostgreSQL)
+    parts["again"] = booker.again - again  # of those, placed again (another writer between)
     return count / elapsed, (booker.jobs - jobs) / done, len(refused), parts
 
 
@@ -314,6 +317,8 @@ def placement_figures(kinds: list[str], *, quick: bool) -> list[str]:
                     "placements/s",
                     f"db_{kind}_placement_mean_batch: {r['batch']:.1f} placements",
                     f"db_{kind}_placement_refused: {r['refused']:.0f} requests",
+                    f"db_{kind}_batches_placed_ahead: {100 * r['ms_ahead_share']:.0f} %",
+                    f"db_{kind}_batches_placed_again: {r['ms_again']:.0f} batches",
                     f"db_{kind}_batch_ms: {_breakdown(r)}"]
     return figures
 

@@ -23,7 +23,20 @@ transaction:
 Because the lock is held from the change-log read to the commit, the snapshot is exact while
 the jobs place: any number of server processes may share one database. When a batch fails as
 a whole, the snapshot is dropped (reloaded by the next batch) and its jobs run again one by
-one.
+one. Quotas and site limits read are kept across batches until the change log says one was
+set.
+
+**Placed ahead (PostgreSQL).** Step 3's writes and the commit are the writer thread's: while
+it writes one batch, the engine's thread places the next on the snapshot, which holds the
+bookings of the batches being written, without the lock (reads of the slices' slivers and of
+the project's holdings add those batches' rows, which the database may not show yet). The
+writer writes the batches waiting for it together; it takes the lock first and writes them
+only when the change log holds nothing since its last commit. Otherwise another writer came
+between: those batches are taken back out of the snapshot, newest first, and run again in
+order as above (under the lock from the start, catching up first). Only jobs that write
+through the batch alone (allocations) are placed ahead; a batch with any other job, or one
+taken when nothing is being written, runs as above. On SQLite the writes run in this process
+and batches run as above, one at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ import secrets
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -54,12 +68,12 @@ from slicelab.domain.topology import Topology
 from slicelab.store.aggregate import LinkRow, SliverRow
 from slicelab.store.inventory import CapacityRow
 from slicelab.store.leases import ACTIVE, BOOKINGS_CHANGED, NODE_CHANGED, LeaseRow
-from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_factory
+from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only, unit_of_work_factory
 
 from .audit import utcnow
 from .leases import HARDWARE_TYPES, booking_rules, check_rules
 
-__all__ = ["PORTS", "AllocationEngine", "Batch", "Reply", "TakenPorts", "Timings",
+__all__ = ["LINKS", "PORTS", "AllocationEngine", "Batch", "Reply", "TakenPorts", "Timings",
            "engine_for", "stop_engines"]
 
 log = logging.getLogger(__name__)
@@ -67,7 +81,12 @@ T = TypeVar("T")
 Job = Callable[["Batch"], T]
 MAX_BATCH = 256
 FREEZE_AT = 10_000  # hosts: a snapshot this large is kept out of the collector's scans
+AHEAD = 2  # batches in flight at most while the next is placed (the writer writes those
+# waiting for it together: a write costs about the same whatever its size)
 EXPIRE_EVERY = timedelta(minutes=1)  # how often ended leases leave the snapshot
+LINKS = "links"  # Batch.kept: the VNIs and subnets taken (see services.topology_apply)
+QUOTAS = "quotas"  # Batch.kept: project name -> ProjectQuota, as read
+LIMITS = "limits"  # Batch.kept: site name -> SiteLimits, as read
 PORTS = "ports"  # Batch.kept: the control ports taken (TakenPorts); a host's entry is read
 # again when its bookings change by another writer (every writer of slivers changes bookings)
 
@@ -161,6 +180,42 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class _Rows:
+    slivers: list[SliverRow]
+    links: list[LinkRow]
+    leases: list[tuple[LeaseRow, tuple[Booking, ...]]]
+    free: list[CapacityRow]
+
+    @staticmethod
+    def of(parts: Sequence[_Rows]) -> _Rows:
+        """Several batches' rows as one write (a host's free row: the latest batch's)."""
+        if len(parts) == 1:
+            return parts[0]
+        free = {row.node_id: row for part in parts for row in part.free}
+        return _Rows([r for p in parts for r in p.slivers], [r for p in parts for r in p.links],
+                     [r for p in parts for r in p.leases], list(free.values()))
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch handed to the writer thread, until it has committed (or failed)."""
+
+    requests: list[_Request]
+    pending: dict[str, _Pending]
+    slivers: dict[int, list[SliverRow]]
+    batch: Batch
+
+
+class _Again(Exception):
+    """The writer did not write a batch placed ahead: another writer changed bookings since
+    the batch before (or a batch before it was not written)."""
+
+
+class _Wake:
+    """Put in the engine's queue by the writer thread when a batch was not written."""
+
+
+@dataclass(slots=True)
 class Batch:
     """One transaction of the engine; jobs read and write through :attr:`uow` and book
     through :meth:`book`."""
@@ -182,6 +237,8 @@ class Batch:
     _job_deferred: int = 0
     _job_undo: list[Callable[[], None]] = field(default_factory=list)
     _savepoints: bool = False  # a job ran in a savepoint (it may have written anything)
+    inflight: tuple[_InFlight, ...] = ()  # the batches being written meanwhile
+    _done: list[tuple[list[str], list[Callable[[], None]]]] = field(default_factory=list)
 
     def book(self, item: Slice, topology: Topology, window: Window, *,
              sliver_ids: Mapping[str, str], provision: bool = False
@@ -213,7 +270,8 @@ class Batch:
         """The slice's slivers, with those this batch will write (read once per batch for
         the slices its jobs named, see :meth:`AllocationEngine.submit`)."""
         if slice_id not in self._slivers:
-            self._slivers[slice_id] = self.uow.aggregate.slivers.of_slice(slice_id)
+            self._slivers[slice_id] = self._with_inflight(
+                slice_id, self.uow.aggregate.slivers.of_slice(slice_id))
         return list(self._slivers[slice_id])
 
     def project_named(self, name: str) -> Project | None:
@@ -254,21 +312,27 @@ class Batch:
         self._own_changes = True
 
     def _quota(self, project: str) -> ProjectQuota:
-        key = f"quota:{project}"
-        if key not in self.memo:
-            self.memo[key] = self.uow.leases.quotas.get(project)
-        quota: ProjectQuota = self.memo[key]
+        """The project's quota: kept across batches until one is set (the change log says)."""
+        quotas = self.kept.setdefault(QUOTAS, {})
+        if project not in quotas:
+            quotas[project] = self.uow.leases.quotas.get(project)
+        quota: ProjectQuota = quotas[project]
         return quota
 
     def _limits(self) -> Mapping[str, SiteLimits]:
-        if "limits" not in self.memo:
-            self.memo["limits"] = {name: p.limits
-                                   for name, p in self.uow.leases.site_limits.all().items()}
-        limits: Mapping[str, SiteLimits] = self.memo["limits"]
+        """The sites' limits: kept across batches until one is set (the change log says)."""
+        if LIMITS not in self.kept:
+            self.kept[LIMITS] = {name: p.limits
+                                 for name, p in self.uow.leases.site_limits.all().items()}
+        limits: Mapping[str, SiteLimits] = self.kept[LIMITS]
         return limits
 
     def _pending_of(self, item: Slice) -> Iterator[tuple[str, Booking]]:
-        return ((p.lease.project, b) for p in self._pending.values() for b in p.bookings)
+        """The bookings not committed yet: this batch's, and the one's being written."""
+        for pending in (self._pending, *(f.pending for f in self.inflight)):
+            for p in pending.values():
+                for b in p.bookings:
+                    yield p.lease.project, b
 
     def _follow_own_changes(self) -> None:
         """Take into the snapshot what this transaction changed itself (a job releasing
@@ -289,6 +353,19 @@ class Batch:
         self._job_leases = []
         self._job_deferred = len(self._deferred)
         self._job_undo = []
+
+    def _keep_job(self) -> None:
+        self._done.append((self._job_leases, self._job_undo))
+        self._job_leases, self._job_undo = [], []
+
+    def _undo_all(self) -> None:
+        """Take every job of the batch back out of the snapshot and what is kept (a batch
+        placed ahead that must run again under the lock)."""
+        self._undo_job()
+        for leases, undo in reversed(self._done):
+            self._job_leases, self._job_undo = leases, undo
+            self._undo_job()
+        self._done, self._deferred, self._touched = [], [], set()
 
     def _undo_job(self) -> None:
         for action in reversed(self._job_undo):
@@ -323,7 +400,17 @@ class Batch:
             found: dict[int, list[SliverRow]] = {sid: [] for sid in wanted}
             for row in self.uow.aggregate.slivers.of_slices(wanted):
                 found[row.slice_id].append(row)
-            self._slivers.update(found)
+            self._slivers.update({sid: self._with_inflight(sid, rows)
+                                  for sid, rows in found.items()})
+
+    def _with_inflight(self, slice_id: int, rows: list[SliverRow]) -> list[SliverRow]:
+        """``rows`` read, with the slice's new slivers of the batches being written (which the
+        read may or may not have seen, as they commit meanwhile)."""
+        extra = [r for f in self.inflight for r in f.slivers.get(slice_id, ())]
+        if not extra:
+            return rows
+        seen = {r.id for r in rows}
+        return rows + [r for r in extra if r.id not in seen]
 
     def _write_deferred(self) -> None:
         rows, self._deferred = self._deferred, []
@@ -334,14 +421,22 @@ class Batch:
     def _flush(self, timings: Timings) -> None:
         if self._own_changes or self._savepoints:
             self._follow_own_changes()
-        t0 = time.perf_counter()
+        self._write(self._to_write(), timings)
+
+    def _to_write(self) -> _Rows:
+        """What the batch writes, taken from it (the free-node index read from the snapshot
+        now: a batch placed ahead is written while the next one changes the snapshot)."""
         rows, self._deferred = self._deferred, []
+        return _Rows([r for r in rows if isinstance(r, SliverRow)],
+                     [r for r in rows if isinstance(r, LinkRow)],
+                     [(p.lease, p.bookings) for p in self._pending.values()],
+                     [_headroom(self._snap, h, self.now)
+                      for h in sorted(self._touched) if h in self._snap.names])
+
+    def _write(self, rows: _Rows, timings: Timings) -> None:
+        t0 = time.perf_counter()
         self._snap.cursor = self.uow.leases.write_batch(
-            slivers=[r for r in rows if isinstance(r, SliverRow)],
-            links=[r for r in rows if isinstance(r, LinkRow)],
-            leases=[(p.lease, p.bookings) for p in self._pending.values()],
-            free=[_headroom(self._snap, h, self.now)
-                  for h in sorted(self._touched) if h in self._snap.names],
+            slivers=rows.slivers, links=rows.links, leases=rows.leases, free=rows.free,
             created=self.now)
         timings.writes += time.perf_counter() - t0
 
@@ -439,6 +534,20 @@ class Reply(Generic[T]):
 
 
 @dataclass(slots=True)
+class _Handed:
+    """A batch for the writer thread: placed under the lock (``lock`` False), or placed ahead
+    (the writer takes the lock and checks that no other writer came between)."""
+
+    uow: UnitOfWork | None  # None: the writer begins one
+    batch: Batch
+    rows: _Rows
+    requests: list[_Request]
+    results: list[tuple[bool, Any]]
+    lock: bool
+    generation: int
+
+
+@dataclass(slots=True)
 class _Request:
     job: Job[Any]
     done: Reply[Any]
@@ -451,18 +560,30 @@ class AllocationEngine:
     """Runs allocation jobs in batches on one snapshot; see the module docstring."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, *,
-                 clock: Callable[[], datetime] = utcnow, max_batch: int = MAX_BATCH) -> None:
+                 clock: Callable[[], datetime] = utcnow, max_batch: int = MAX_BATCH,
+                 pipeline: bool | None = None) -> None:
         if max_batch < 1:
             raise InvalidInput("a batch holds at least one job", field="max_batch")
         self._uow_factory, self._clock, self._max_batch = uow_factory, clock, max_batch
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Request | _Wake | None] = queue.SimpleQueue()
         self._snap: _Snapshot | None = None
         self._kept: dict[str, Any] = {}
         self._frozen = False  # this engine froze the objects in the collector (see _reload)
         self._thread: threading.Thread | None = None
+        self._pipeline = pipeline
+        self._shared: bool | None = None  # PostgreSQL: see _ahead
+        self._to_write: queue.SimpleQueue[_Handed | None] = queue.SimpleQueue()
+        self._written: queue.SimpleQueue[Exception | None] = queue.SimpleQueue()
+        self._inflight: deque[_InFlight] = deque()
+        self._generation = 0  # of the batches handed; a failure starts the next one
+        self._broken = -1  # the writer's: the generation whose batches it no longer writes
+        self._cursor = 0  # the writer's: the change log's last id after its last commit
+        self._writer: threading.Thread | None = None
         self._guard = threading.Lock()
         self.batches = 0
         self.jobs = 0
+        self.ahead = 0  # batches placed ahead (written while the next one placed)
+        self.again = 0  # batches placed ahead that ran again (another writer came between)
         self.timings = Timings()
 
     def start(self) -> None:
@@ -470,6 +591,9 @@ class AllocationEngine:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="allocation-engine",
                                                 daemon=True)
+                self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                name="allocation-writer")
+                self._writer.start()
                 self._thread.start()
 
     def stop(self) -> None:
@@ -479,6 +603,9 @@ class AllocationEngine:
         if thread is not None:
             self._queue.put(None)
             thread.join()
+            self._to_write.put(None)
+            assert self._writer is not None
+            self._writer.join()
 
     def submit(self, job: Job[T], *, slices: Iterable[int] = (), savepoint: bool = True,
                named: Iterable[tuple[str, str]] = ()) -> Reply[T]:
@@ -514,16 +641,22 @@ class AllocationEngine:
     def _loop(self) -> None:
         while True:
             batch, stop = self._take()
-            if batch:
+            while self._inflight and not self._written.empty():
+                self._settle_one()  # written (or not) already: take the outcome
+            if batch and self._ahead_ok(batch):
+                self._ahead(batch)
+            elif batch:
+                self._settle()
                 self._serve(batch)
             if stop:
+                self._settle()
                 return
 
     def _take(self) -> tuple[list[_Request], bool]:
         first = self._queue.get()
         if first is None:
             return [], True
-        batch = [first]
+        batch = [] if isinstance(first, _Wake) else [first]
         while len(batch) < self._max_batch:
             try:
                 item = self._queue.get_nowait()
@@ -531,22 +664,194 @@ class AllocationEngine:
                 break
             if item is None:
                 return batch, True
-            batch.append(item)
+            if not isinstance(item, _Wake):
+                batch.append(item)
         return batch, False
 
-    def _serve(self, requests: list[_Request]) -> None:
+    def _ahead_ok(self, requests: Sequence[_Request]) -> bool:
+        """Whether ``requests`` may be placed ahead, while the batch before is written (else
+        they run after it, under the lock from the start): jobs that write only through the
+        batch, on a snapshot that is loaded and current, with what
+        is kept across batches read already (read now, it would miss the batch in flight)."""
+        snap, ports = self._snap, self._kept.get(PORTS)
+        return (self._inflight is not None and snap is not None and LINKS in self._kept
+                and isinstance(ports, TakenPorts) and ports.loaded
+                and self._clock() - snap.expired < EXPIRE_EVERY
+                and not any(r.savepoint for r in requests))
+
+    def _ahead(self, requests: list[_Request]) -> None:
+        """Place ``requests`` while the batches before are written (reading without the
+        booking lock) and hand them to the writer thread, which takes the lock and writes
+        them only if no other writer changed bookings since the batch before; else they run
+        again (see :meth:`_recover`). At most :data:`AHEAD` batches are in flight.
+
+        On PostgreSQL the reads and the writes share one transaction (read committed: the
+        lock, taken after the reads, sees every change committed before it); on SQLite the
+        reads are a transaction of their own (a write transaction cannot follow a read
+        snapshot older than the batches written meanwhile)."""
+        if len(self._inflight) > AHEAD and not self._settle_one() or not self._inflight:
+            self._settle()
+            self._serve(requests)
+            return
+        snap, now, t0 = self._snap, self._clock(), time.perf_counter()
+        assert snap is not None
+        shared = bool(self._shared)
+        reader = self._uow_factory() if shared else read_only(self._uow_factory)
+        batch = Batch(reader, now, snap, kept=self._kept, inflight=tuple(self._inflight))
         try:
-            results = self._batch(requests)
+            reader.__enter__()
+            found = batch._prefetch_named(k for r in requests for k in r.named)
+            batch._prefetch([*found, *(sid for r in requests for sid in r.slices)])
+            t1 = time.perf_counter()
+            results = [self._one(batch, r) for r in requests]
+            if batch._own_changes:
+                raise _Again("a job changed bookings itself")
+            rows = batch._to_write()
+        except Exception as exc:  # run them again under the lock
+            reader.__exit__(None, None, None)
+            log.info("allocation batch placed ahead runs again: %s", exc)
+            self.again += 1
+            batch._undo_all()
+            self._settle()
+            self._serve(requests)
+            return
+        self.timings.catch_up += t1 - t0
+        self.timings.placing += time.perf_counter() - t1
+        if not shared:
+            reader.__exit__(None, None, None)
+        self._hand_over(_Handed(reader if shared else None, batch, rows, requests, results,
+                                lock=True, generation=self._generation))
+
+    def _settle(self) -> None:
+        """Wait for every batch being written (running again those that were not)."""
+        while self._inflight:
+            self._settle_one()
+
+    def _settle_one(self) -> bool:
+        """Wait for the oldest batch being written; False when it was not (then it and the
+        batches after it ran again, see :meth:`_recover`)."""
+        head = self._inflight.popleft()
+        outcome = self._written.get()
+        if outcome is None:
+            return True
+        self._recover(head, outcome)
+        return False
+
+    def _recover(self, head: _InFlight, outcome: Exception) -> None:
+        """The writer did not write ``head`` (nor, then, any batch handed after it): take
+        them all out of the snapshot, newest first, and run them again in order under the
+        lock, which catches up with the other writer first. When writing ``head`` failed
+        (not just :class:`_Again`), the snapshot is dropped and its jobs run one by one, as
+        a failed batch's do."""
+        failed = [head, *self._inflight]
+        self._inflight.clear()
+        for _ in failed[1:]:
+            self._written.get()  # not written either: the writer skips a broken generation
+        self._generation += 1
+        for f in reversed(failed):
+            if self._snap is f.batch._snap:
+                f.batch._undo_all()
+        rest = failed
+        if isinstance(outcome, _Again):
+            self.again += len(failed)
+            log.info("%d allocation batches run again: %s", len(failed), outcome)
+        else:
+            self._snap, rest = None, failed[1:]
+            log.warning("allocation batch of %d failed (%s); running its jobs one by one",
+                        len(head.requests), outcome)
+            for request in head.requests:
+                self._serve([request], hand=False)
+        for f in rest:
+            self._serve(f.requests, hand=False)
+
+    def _write_loop(self) -> None:
+        """The writer thread: write and commit the batches handed to it, all those waiting
+        together (one lock, one write, one commit), then answer their jobs."""
+        stop = False
+        while not stop:
+            first = self._to_write.get()
+            if first is None:
+                return
+            group = [first]
+            while first.lock:
+                try:
+                    item = self._to_write.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            outcome, count = self._commit(group), len(group)
+            del first, group  # not kept while waiting: their batches hold the snapshot
+            for _ in range(count):  # one outcome per batch, as the engine's thread takes them
+                self._written.put(outcome)
+            if outcome is not None:
+                self._queue.put(_Wake())  # the engine's thread may be waiting for jobs
+
+    def _commit(self, group: list[_Handed]) -> Exception | None:
+        """Write and commit batches (one, or several placed ahead), then answer their jobs;
+        the reason when they were not."""
+        head, timings = group[0], self.timings
+        uow = head.uow
+        try:
+            if head.generation <= self._broken:
+                raise _Again("a batch handed before it was not written")
+            if uow is None:
+                uow = self._uow_factory()
+                uow.__enter__()
+            head.batch.uow = uow
+            if head.lock:
+                t0 = time.perf_counter()
+                pruned, changes = uow.leases.changes.lock_since(self._cursor)
+                timings.writes += time.perf_counter() - t0
+                if changes or pruned > self._cursor:
+                    raise _Again("another writer changed bookings since the batch before")
+            head.batch._write(_Rows.of([h.rows for h in group]), timings)
+            t1 = time.perf_counter()
+            uow.commit(again=False)
+            timings.commit += time.perf_counter() - t1
+            self._cursor = head.batch._snap.cursor
+        except Exception as exc:  # the engine's thread runs them again
+            self._broken = head.generation
+            return exc
+        finally:
+            for handed in group:
+                done = uow if handed is head else handed.uow  # the others' reads
+                if done is not None:
+                    done.__exit__(None, None, None)
+        for handed in group:
+            self._answer(handed)
+        return None
+
+    def _answer(self, handed: _Handed) -> None:
+        self.batches += 1
+        self.ahead += handed.lock
+        self.jobs += len(handed.requests)
+        for request, (ok, value) in zip(handed.requests, handed.results, strict=True):
+            if ok:
+                request.done.give(value)
+            else:
+                request.done.fail(value)
+
+    def _serve(self, requests: list[_Request], *, hand: bool = True) -> None:
+        """Run ``requests`` as one batch under the booking lock (its writes handed to the
+        writer thread when ``hand`` and pipelined); a batch that fails runs again job by
+        job, and a job that fails alone gets the error."""
+        try:
+            results = self._batch(requests, hand=hand)
         except Exception as exc:  # the engine thread's edge: retry alone, else report
             self._snap = None
             if len(requests) > 1:
                 log.warning("allocation batch of %d failed (%s); running its jobs one by one",
                             len(requests), exc)
                 for request in requests:
-                    self._serve([request])
+                    self._serve([request], hand=False)
                 return
             requests[0].done.fail(exc)
             return
+        if results is None:
+            return  # handed to the writer thread, which answers
         self.batches += 1
         self.jobs += len(requests)
         for request, (ok, value) in zip(requests, results, strict=True):
@@ -555,18 +860,24 @@ class AllocationEngine:
             else:
                 request.done.fail(value)
 
-    def _batch(self, requests: Sequence[_Request]) -> list[tuple[bool, Any]]:
+    def _batch(self, requests: list[_Request], *, hand: bool
+               ) -> list[tuple[bool, Any]] | None:
         for _ in range(3):
             try:
-                return self._attempt(requests)
+                return self._attempt(requests, hand=hand)
             except _Reload as why:
                 log.info("allocation snapshot reloaded: %s", why)
                 self._snap = None
         raise Unavailable("the allocation snapshot kept changing; try again")
 
-    def _attempt(self, requests: Sequence[_Request]) -> list[tuple[bool, Any]]:
+    def _attempt(self, requests: list[_Request], *, hand: bool
+                 ) -> list[tuple[bool, Any]] | None:
+        """One batch: lock, catch up, the jobs, the writes; None when the writes and the
+        commit were handed to the writer thread (which answers the jobs)."""
         now, timings, t0 = self._clock(), self.timings, time.perf_counter()
-        with self._uow_factory() as uow:
+        uow, handed = self._uow_factory(), False
+        try:
+            uow.__enter__()
             snap = self._catch_up(uow, now)
             batch = Batch(uow, now, snap, kept=self._kept)
             found = batch._prefetch_named(k for r in requests for k in r.named)
@@ -574,13 +885,43 @@ class AllocationEngine:
             t1 = time.perf_counter()
             results = [self._one(batch, r) for r in requests]
             t2 = time.perf_counter()
+            timings.catch_up += t1 - t0
+            timings.placing += t2 - t1
+            if hand and self._pipelined(uow):
+                if batch._own_changes or batch._savepoints:
+                    batch._follow_own_changes()
+                self._hand_over(_Handed(uow, batch, batch._to_write(), requests, results,
+                                        lock=False, generation=self._generation))
+                handed = True
+                return None
             batch._flush(timings)
             t3 = time.perf_counter()
             uow.commit(again=False)
-        timings.catch_up += t1 - t0
-        timings.placing += t2 - t1
-        timings.commit += time.perf_counter() - t3
-        return results
+            timings.commit += time.perf_counter() - t3
+            return results
+        finally:
+            if not handed:
+                uow.__exit__(None, None, None)
+
+    def _pipelined(self, uow: UnitOfWork) -> bool:
+        """Whether batches are written by the writer thread: on PostgreSQL (unless the engine
+        was made with ``pipeline`` set), where the writes run in the server meanwhile. On
+        SQLite they would run in this process, and its thread switches cost more."""
+        if self._shared is None:
+            bind = getattr(uow, "bind", None)
+            self._shared = bind is not None and bind.dialect.name == "postgresql"
+        if self._pipeline is None:
+            self._pipeline = self._shared
+        return self._pipeline
+
+    def _hand_over(self, handed: _Handed) -> None:
+        assert handed.lock or not self._inflight, "a batch placed under the lock goes alone"
+        slivers: dict[int, list[SliverRow]] = {}
+        for row in handed.rows.slivers:
+            slivers.setdefault(row.slice_id, []).append(row)
+        self._inflight.append(_InFlight(handed.requests, handed.batch._pending, slivers,
+                                        handed.batch))
+        self._to_write.put(handed)
 
     def _one(self, batch: Batch, request: _Request) -> tuple[bool, Any]:
         savepoint = None
@@ -602,6 +943,7 @@ class AllocationEngine:
         if savepoint is not None:
             savepoint.commit()
             batch._slivers.clear()  # it may have written slivers itself: read them again
+        batch._keep_job()
         return True, value
 
     def _reload(self, uow: UnitOfWork, now: datetime) -> _Snapshot:

@@ -195,13 +195,20 @@ def _rules(uow: UnitOfWork, item: Slice, window: Window, *, quota: ProjectQuota,
     if _limits_amounts(quota):
         found = uow.leases.leases.overlapping(
             window, project_id=uow.leases.quotas.project_id(item.project))
-        found += [b for project, b in extra if project == item.project]
+        found += _unseen(found, (b for project, b in extra if project == item.project))
     elif any(lim.slivers_per_slice is not None for lim in limits.values()):
         found = uow.leases.leases.overlapping(window, slice_id=_slice_id(item))
-        found += [b for _, b in extra if b.slice_id == sid]
+        found += _unseen(found, (b for _, b in extra if b.slice_id == sid))
     held = tuple(b for b in found if b.lease_id != without)
     mine = {b.host_id for b in held if b.slice_id == sid}
     return _Rules(quota, limits, held, _sites_of(uow, mine, site_of))
+
+
+def _unseen(found: list[Booking], extra: Iterable[Booking]) -> list[Booking]:
+    """The ``extra`` bookings of leases not in ``found`` (a batch being written may commit
+    while its bookings are counted as extra: then they are read as well)."""
+    leases = {b.lease_id for b in found}
+    return [b for b in extra if b.lease_id not in leases]
 
 
 def _sites_of(uow: UnitOfWork, node_ids: set[str],

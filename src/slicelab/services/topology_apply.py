@@ -63,7 +63,7 @@ from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork
 
 from .audit import utcnow
-from .booking import PORTS, Batch, TakenPorts, engine_for
+from .booking import LINKS, PORTS, Batch, TakenPorts, engine_for
 from .inventory import index_nodes
 from .leases import LeaseWindow, lease_window
 from .provisioning import AggregateContext, plan_from_row, refresh_desired
@@ -278,11 +278,11 @@ class _Taken:
 
 
 def _taken(batch: Batch) -> _Taken:
-    found = batch.kept.get("links")
+    found = batch.kept.get(LINKS)
     if not isinstance(found, _Taken):
         rows = batch.uow.aggregate.links.used()
         subnets = {ipaddress.IPv4Network(subnet): owner for owner, _, subnet in rows}
-        found = batch.kept["links"] = _Taken(
+        found = batch.kept[LINKS] = _Taken(
             {vni: owner for owner, vni, _ in rows}, subnets, SubnetsInUse(subnets))
     return found
 
@@ -371,7 +371,8 @@ def _ports(batch: Batch, plan: _Plan) -> dict[str, int]:
     wanted = hosts if drop else kept.to_read(hosts)
     if wanted:
         kept.read(wanted, _ports_on(batch, wanted, drop))
-        batch.on_undo(lambda: _forget(kept, wanted))  # read them again
+        if drop:  # read without the slivers dropped, which a failed job keeps: read again
+            batch.on_undo(lambda: _forget(kept, wanted))
     ports = {c: r.plan["control"]["first_port"] for c, r in plan.keep.items()}
     for node in plan.topology.nodes:
         if node.client_id not in ports:

@@ -456,9 +456,11 @@ def _policy(row: Any) -> SitePolicy:
     return SitePolicy(limits, bool(row.one_sliver_per_slice_per_node))
 
 
-NODE_CHANGED = "n"  # booking_changes.kind: the node itself changed
+NODE_CHANGED = "n"  # booking_changes.kind: the node itself changed (or a site's limits:
+# node_id "site:<id>")
 LINK_CHANGED = "l"  # a link was added or removed (node_id holds the link's id)
 BOOKINGS_CHANGED = "b"  # the node's bookings changed
+POLICY_CHANGED = "p"  # a project's quota was set (node_id "quota:<project id>")
 
 
 @dataclass(frozen=True, slots=True)

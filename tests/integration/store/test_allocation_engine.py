@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,14 @@ from sqlalchemy import Engine
 from test_lease_world import World, one_node
 
 from slicelab.domain.calendar import Window
-from slicelab.domain.errors import InsufficientResources, Unavailable
+from slicelab.domain.errors import InsufficientResources, PolicyViolation, Unavailable
+from slicelab.domain.inventory import SiteLimits
+from slicelab.domain.quotas import ProjectQuota
 from slicelab.services import booking
-from slicelab.services.booking import AllocationEngine, Batch, Reply
+from slicelab.services.allocation import allocate
+from slicelab.services.booking import AllocationEngine, Batch, Reply, engine_for
 from slicelab.services.inventory import index_nodes
-from slicelab.services.leases import Renewal, renew_lease
+from slicelab.services.leases import LeaseWindow, Renewal, renew_lease
 from slicelab.services.topology_apply import (
     ALLOCATED,
     parse_topology,
@@ -30,8 +34,8 @@ from slicelab.services.topology_apply import (
     write_topology,
 )
 from slicelab.store.engine import make_engine
-from slicelab.store.leases import LeaseRow
-from slicelab.store.uow import UnitOfWorkFactory, unit_of_work_factory
+from slicelab.store.leases import LeaseRow, SitePolicy
+from slicelab.store.uow import UnitOfWorkFactory, read_only, unit_of_work_factory
 
 HOUR = timedelta(hours=1)
 
@@ -228,3 +232,103 @@ def test_a_large_snapshot_is_frozen_and_the_old_one_freed_on_reload(
     finally:
         engine.stop()
         gc.unfreeze()
+
+
+def _allocate(world: World, name: str, cores: int, when: LeaseWindow) -> str:
+    try:
+        with read_only(world.uow_factory) as uow:  # as REST allocate: the engine writes
+            allocate(uow, world.ctx, world.caller, "p", name, one_node(cores=cores), when=when)
+    except InsufficientResources:
+        return "refused"
+    return "granted"
+
+
+def test_allocations_are_placed_ahead_and_never_overbook(uow_factory: UnitOfWorkFactory
+                                                         ) -> None:
+    world = World(uow_factory, slices=40)  # 3 hosts x 4 cores
+    _index(uow_factory)
+    when = LeaseWindow(start=datetime.now(UTC) + HOUR, duration=HOUR)
+    with uow_factory() as uow:
+        engine = engine_for(uow)
+    engine._pipeline = True  # on SQLite too (by default only on PostgreSQL)
+    assert _allocate(world, "s0", 1, when) == "granted"  # loads what is kept across batches
+    with ThreadPoolExecutor(39) as pool:
+        outcomes = list(pool.map(lambda k: _allocate(world, f"s{k}", 1, when), range(1, 40)))
+    assert outcomes.count("granted") == 11
+    assert engine.ahead > 0  # written while the next batch placed
+    assert len(world.rows()) == 12
+    world.assert_never_oversubscribed()
+
+
+def test_a_writer_between_makes_a_batch_placed_ahead_run_again(
+        uow_factory: UnitOfWorkFactory, second: UnitOfWorkFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """s1 is placed ahead while s0 is written; another process books the host after that
+    but before s1's batch takes the lock: s1 runs again under the lock and is refused."""
+    world = World(uow_factory, hosts=1, slices=3)  # 1 host x 4 cores
+    other = World.__new__(World)
+    other.__dict__.update(world.__dict__, uow_factory=second)
+    _index(uow_factory)
+    when = LeaseWindow(start=datetime.now(UTC) + HOUR, duration=HOUR)
+    with uow_factory() as uow:
+        engine = engine_for(uow)
+    engine._pipeline = True  # on SQLite too (by default only on PostgreSQL)
+    one, commit = AllocationEngine._one, AllocationEngine._commit
+    jobs, placed, commits, between = [], threading.Event(), [], []
+
+    def one_and_tell(self: AllocationEngine, *args: Any) -> Any:
+        done = one(self, *args)
+        if self is engine:
+            jobs.append(done)
+            if len(jobs) == 2:
+                placed.set()  # s1 is placed ahead, s0 not written yet
+        return done
+
+    def commit_in_turn(self: AllocationEngine, handed: Any) -> Any:
+        if self is engine:
+            commits.append(handed)
+            if len(commits) == 1:
+                assert placed.wait(60)
+            elif len(commits) == 2:  # s1, before the writer takes the lock for it
+                between.append(_allocate(other, "s2", 3, when))
+        return commit(self, handed)
+
+    monkeypatch.setattr(AllocationEngine, "_one", one_and_tell)
+    monkeypatch.setattr(AllocationEngine, "_commit", commit_in_turn)
+    again = engine.again
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_allocate, world, "s0", 1, when)
+        while not engine._inflight:  # s0 placed and handed to the writer, which waits
+            time.sleep(0.01)
+        assert _allocate(world, "s1", 3, when) == "refused"
+        assert first.result(60) == "granted"
+    assert between == ["granted"]
+    assert engine.again == again + 1
+    world.assert_never_oversubscribed()
+    assert len(world.rows()) == 2  # s0 and s2
+
+
+def test_quotas_and_site_limits_set_between_batches_are_seen(uow_factory: UnitOfWorkFactory
+                                                             ) -> None:
+    """The engine keeps quotas and site limits across batches; setting one is in the change
+    log, so the next batch reads them again."""
+    world = World(uow_factory, slices=4)
+    _index(uow_factory)
+    when = LeaseWindow(start=datetime.now(UTC) + HOUR, duration=HOUR)
+    assert _allocate(world, "s0", 1, when) == "granted"
+    with uow_factory() as uow:
+        uow.leases.quotas.put("p", ProjectQuota(cores=1.5))
+        uow.commit()
+    with pytest.raises(PolicyViolation, match="cores"):
+        _allocate(world, "s1", 1, when)
+    with uow_factory() as uow:
+        uow.leases.quotas.put("p", ProjectQuota())
+        uow.leases.site_limits.put("lab", SitePolicy(SiteLimits(cores_per_sliver=0.5)))
+        uow.commit()
+    with pytest.raises(PolicyViolation, match="lab"):
+        _allocate(world, "s2", 1, when)
+    with uow_factory() as uow:
+        uow.leases.site_limits.put("lab", SitePolicy(SiteLimits()))
+        uow.commit()
+    assert _allocate(world, "s3", 1, when) == "granted"
+    world.assert_never_oversubscribed()
