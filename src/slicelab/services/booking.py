@@ -328,7 +328,8 @@ class Batch:
         return limits
 
     def _pending_of(self, item: Slice) -> Iterator[tuple[str, Booking]]:
-        """The bookings not committed yet: this batch's, and the one's being written."""
+        """The bookings not committed yet: this batch's, and those of the batches being
+        written."""
         for pending in (self._pending, *(f.pending for f in self.inflight)):
             for p in pending.values():
                 for b in p.bookings:
@@ -669,12 +670,13 @@ class AllocationEngine:
         return batch, False
 
     def _ahead_ok(self, requests: Sequence[_Request]) -> bool:
-        """Whether ``requests`` may be placed ahead, while the batch before is written (else
-        they run after it, under the lock from the start): jobs that write only through the
-        batch, on a snapshot that is loaded and current, with what
-        is kept across batches read already (read now, it would miss the batch in flight)."""
+        """Whether ``requests`` may be placed ahead, while the batches before are written
+        (else they run after them, under the lock from the start): a batch is being written,
+        the jobs write only through the batch, the snapshot is loaded and current, and what
+        is kept across batches was read already (read now, it would miss the batches in
+        flight)."""
         snap, ports = self._snap, self._kept.get(PORTS)
-        return (self._inflight is not None and snap is not None and LINKS in self._kept
+        return (bool(self._inflight) and snap is not None and LINKS in self._kept
                 and isinstance(ports, TakenPorts) and ports.loaded
                 and self._clock() - snap.expired < EXPIRE_EVERY
                 and not any(r.savepoint for r in requests))
@@ -689,8 +691,9 @@ class AllocationEngine:
         lock, taken after the reads, sees every change committed before it); on SQLite the
         reads are a transaction of their own (a write transaction cannot follow a read
         snapshot older than the batches written meanwhile)."""
-        if len(self._inflight) > AHEAD and not self._settle_one() or not self._inflight:
-            self._settle()
+        while len(self._inflight) > AHEAD and self._settle_one():
+            pass  # the oldest was written: room for this one
+        if not self._inflight:  # none left being written (or they ran again): as usual
             self._serve(requests)
             return
         snap, now, t0 = self._snap, self._clock(), time.perf_counter()
