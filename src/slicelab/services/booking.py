@@ -824,14 +824,15 @@ class AllocationEngine:
                 if done is not None:
                     done.__exit__(None, None, None)
         for handed in group:
-            self._answer(handed)
+            self.ahead += handed.lock
+            self._answer(handed.requests, handed.results)
         return None
 
-    def _answer(self, handed: _Handed) -> None:
+    def _answer(self, requests: list[_Request], results: list[tuple[bool, Any]]) -> None:
+        """A batch was written: give each job its result or its error."""
         self.batches += 1
-        self.ahead += handed.lock
-        self.jobs += len(handed.requests)
-        for request, (ok, value) in zip(handed.requests, handed.results, strict=True):
+        self.jobs += len(requests)
+        for request, (ok, value) in zip(requests, results, strict=True):
             if ok:
                 request.done.give(value)
             else:
@@ -853,15 +854,8 @@ class AllocationEngine:
                 return
             requests[0].done.fail(exc)
             return
-        if results is None:
-            return  # handed to the writer thread, which answers
-        self.batches += 1
-        self.jobs += len(requests)
-        for request, (ok, value) in zip(requests, results, strict=True):
-            if ok:
-                request.done.give(value)
-            else:
-                request.done.fail(value)
+        if results is not None:  # else handed to the writer thread, which answers
+            self._answer(requests, results)
 
     def _batch(self, requests: list[_Request], *, hand: bool
                ) -> list[tuple[bool, Any]] | None:
