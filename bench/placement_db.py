@@ -164,6 +164,8 @@ def _engine_slices(engine: Engine, count: int) -> list[str]:
             [{"n": n, "u": f"urn:publicid:IDN+bench:bench+slice+{n}", "c": now,
               "e": datetime.now(UTC).replace(tzinfo=None) + timedelta(days=30)}
              for n in names])
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
     return names
 
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import gc
 import logging
 import queue
-import secrets
 import threading
 import time
 import weakref
@@ -65,6 +64,7 @@ from slicelab.domain.quotas import Demand, ProjectQuota
 from slicelab.domain.resources import Resources
 from slicelab.domain.slices import Slice
 from slicelab.domain.topology import Topology
+from slicelab.services.ids import new_id
 from slicelab.store.aggregate import LinkRow, SliverRow
 from slicelab.store.inventory import CapacityRow
 from slicelab.store.leases import ACTIVE, BOOKINGS_CHANGED, NODE_CHANGED, LeaseRow
@@ -81,6 +81,7 @@ T = TypeVar("T")
 Job = Callable[["Batch"], T]
 MAX_BATCH = 256
 FREEZE_AT = 10_000  # hosts: a snapshot this large is kept out of the collector's scans
+YOUNG_COLLECTION = 10_000  # new objects between the collector's young collections
 AHEAD = 2  # batches in flight at most while the next is placed (the writer writes those
 # waiting for it together: a write costs about the same whatever its size)
 EXPIRE_EVERY = timedelta(minutes=1)  # how often ended leases leave the snapshot
@@ -255,7 +256,7 @@ class Batch:
         placement = place(topology, snap.index, snap.calendar, window, slice_id=str(slice_id))
         check_rules(rules, item, Demand.of(placement, project=item.project,
                                            inventory=snap.inventory), now=self.now)
-        lease = LeaseRow(f"L-{secrets.token_hex(8)}", slice_id, item.project, item.name,
+        lease = LeaseRow(new_id("L-"), slice_id, item.project, item.name,
                          window, ACTIVE, provision, self.now)
         booked, stored = _bookings(placement, lease.id, sliver_ids, snap.ids)
         snap.calendar.book(booked, now=min(self.now, window.start))
@@ -590,6 +591,7 @@ class AllocationEngine:
     def start(self) -> None:
         with self._guard:
             if self._thread is None:
+                collect_less_often()
                 self._thread = threading.Thread(target=self._loop, name="allocation-engine",
                                                 daemon=True)
                 self._writer = threading.Thread(target=self._write_loop, daemon=True,
@@ -710,6 +712,7 @@ class AllocationEngine:
             if batch._own_changes:
                 raise _Again("a job changed bookings itself")
             rows = batch._to_write()
+            batch.inflight = ()  # placed: else each batch would keep every one before it
         except Exception as exc:  # run them again under the lock
             reader.__exit__(None, None, None)
             log.info("allocation batch placed ahead runs again: %s", exc)
@@ -983,6 +986,22 @@ class AllocationEngine:
             snap.calendar.expire(now)
             snap.expired = now
         return snap
+
+
+def collect_less_often() -> None:
+    """Run the garbage collector's young collection every :data:`YOUNG_COLLECTION` new
+    objects (Python's default is 700), for the whole process, once an engine starts.
+
+    A batch makes thousands of short-lived objects. At the default, collections ran in the
+    middle of batches, so most of those objects were still alive and were moved to older
+    generations; that made full collections (each walking every long-lived object not
+    frozen, ~100 ms at 100k hosts) run every few hundred placements: a fifth of the
+    process's time at 700 placements/s on PostgreSQL. With young collections 14 times rarer
+    the batch's objects are freed by reference counting first; a young collection then
+    takes a few ms. It never lowers a threshold set higher already."""
+    young, *older = gc.get_threshold()
+    if young < YOUNG_COLLECTION:
+        gc.set_threshold(YOUNG_COLLECTION, *older)
 
 
 # -- one engine per database in this process ------------------------------------------------

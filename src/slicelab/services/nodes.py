@@ -10,7 +10,6 @@ heartbeat must be written, or any failure takes the database path, which fills t
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -24,6 +23,7 @@ from slicelab.domain.nodes import BootState, Inventory, Node, node_urn, operator
 from slicelab.domain.roles import Caller, Operation, authorize
 from slicelab.identity.nodekey import NodeAuthenticationFailed, NonceCache, new_key, verify
 from slicelab.identity.tokens import hash_token
+from slicelab.services.ids import new_id
 from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only
 
 from .audit import utcnow
@@ -162,7 +162,7 @@ def enroll(
         raise Conflict(f"node {name!r} exists already", field="hostname")
     inv = Inventory.from_json(dict(inventory))
     node = Node(
-        id=f"n-{secrets.token_hex(8)}",
+        id=new_id("n-"),
         name=name,
         site=site,
         urn=node_urn(ctx.authority, name),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -58,6 +57,7 @@ from slicelab.domain.slivers import (
 from slicelab.domain.topology import LinkRequest, NodeRequest, Topology
 from slicelab.domain.urn import URN
 from slicelab.rspec.topology_file import topology_from_json
+from slicelab.services.ids import new_id
 from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
 from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork
@@ -327,7 +327,7 @@ def _new_link(plan: _Plan, link: LinkRequest, request: dict[str, Any], taken: _T
         subnets = [n for n, owner in taken.subnets.items() if owner != sid] + [
             ipaddress.IPv4Network(lk.subnet) for lk in mine]
     net, assigned = _addresses(link.client_id, request["addresses"], subnets)
-    return LinkRow(id=f"l-{secrets.token_hex(8)}", slice_id=sid,
+    return LinkRow(id=new_id("l-"), slice_id=sid,
                    client_id=link.client_id, vni=taken.vni(vnis, everyone=everyone),
                    subnet=str(net), capacity_mbps=link.capacity_mbps,
                    request={**request, "assigned": assigned}, sliver_ids=()), net
@@ -438,7 +438,7 @@ ALLOCATED = SliverState().on(AllocationEvent.ALLOCATE)
 
 def _new_ids(plan: _Plan) -> dict[str, str]:
     ids = {c: r.id for c, r in plan.keep.items()}
-    ids.update({n.client_id: f"s-{secrets.token_hex(8)}" for n in plan.topology.nodes
+    ids.update({n.client_id: new_id("s-") for n in plan.topology.nodes
                 if n.client_id not in ids})
     return ids
 
@@ -634,7 +634,7 @@ def queue_exec(uow: UnitOfWork, ctx: AggregateContext, caller: Caller, project: 
                 if r.client_id == client_id), None)
     if row is None:
         raise NotFound(f"slice {project}/{name} has no node {client_id!r}", field="client_id")
-    command = CommandRow(f"c-{secrets.token_hex(8)}", row.node_id, row.id, tuple(argv), timeout)
+    command = CommandRow(new_id("c-"), row.node_id, row.id, tuple(argv), timeout)
     uow.aggregate.commands.add(command, created=utcnow())
     changed = refresh_desired(uow, ctx, [row.node_id])
     uow.commit()

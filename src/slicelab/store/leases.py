@@ -547,11 +547,34 @@ class LeaseStore:
             InventoryRepository(self.connection).set_free(free)
             return self.changes.last()
         try:
-            done = pipelined(self.connection, [*_pg_batch(slivers, links, leases, free,
+            done = pipelined(self.connection, [*_replan(self.connection, len(leases)),
+                                               *_pg_batch(slivers, links, leases, free,
                                                           created), (_LAST, ())])
         except psycopg.errors.UniqueViolation as exc:
             raise _conflict(exc, slivers, links) from None
         return int(done[-1][0][0])
+
+
+_REPLAN_FROM, _REPLAN_EVERY = 64, 1024  # leases written by this process (see _replan)
+_written = [0]  # leases written by this process through write_batch (PostgreSQL)
+
+
+def _replan(connection: Connection, leases: int) -> list[tuple[str, Any]]:
+    """``DISCARD PLANS`` on this connection when the leases this process wrote since it last
+    did reach as many as it had written then (at least 64, at most 1,024). The server keeps
+    its plan of each foreign-key check for the life of a connection, until the table is
+    analyzed again: made while the table was small, it is a sequential scan. On a fresh
+    aggregate taking hundreds of allocations a second, autovacuum's next ANALYZE (a minute
+    or more away) came after thousands of leases, and checking each booking against
+    ``leases`` scanned them all (half the writes' time in the server). Planned again, the
+    checks use the index (the planner counts the table's pages as they are now)."""
+    _written[0] += leases
+    info, total = connection.info, _written[0]
+    last = info.get("slicelab_planned_at")
+    if last is not None and total - last < min(_REPLAN_EVERY, max(_REPLAN_FROM, last)):
+        return []
+    info["slicelab_planned_at"] = total
+    return [("DISCARD PLANS", ())]
 
 
 def _pg_batch(slivers: Sequence[SliverRow], links: Sequence[LinkRow],

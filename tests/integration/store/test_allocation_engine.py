@@ -260,6 +260,30 @@ def test_allocations_are_placed_ahead_and_never_overbook(uow_factory: UnitOfWork
     world.assert_never_oversubscribed()
 
 
+def test_batches_placed_ahead_are_freed_once_written(uow_factory: UnitOfWorkFactory) -> None:
+    """A batch placed ahead reads the batches in flight, but does not keep them once placed
+    (else each would keep all before it: the process's memory and every full collection of
+    the garbage collector would grow with the allocations made)."""
+    world = World(uow_factory, slices=160)
+    _index(uow_factory)
+    when = LeaseWindow(start=datetime.now(UTC) + HOUR, duration=HOUR)
+    with uow_factory() as uow:
+        engine = engine_for(uow)
+    engine._pipeline = True  # on SQLite too (by default only on PostgreSQL)
+    assert _allocate(world, "s0", 1, when) == "granted"
+    gc.collect()
+    before = _batches()  # other tests' engines may keep their last ones
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda k: _allocate(world, f"s{k}", 1, when), range(1, 160)))
+    assert engine.ahead > 2 * booking.AHEAD + 4  # a long run of batches placed ahead
+    gc.collect()
+    assert _batches() - before <= booking.AHEAD + 2  # those still in flight, the last one
+
+
+def _batches() -> int:
+    return sum(isinstance(o, Batch) for o in gc.get_objects())
+
+
 def test_a_writer_between_makes_a_batch_placed_ahead_run_again(
         uow_factory: UnitOfWorkFactory, second: UnitOfWorkFactory,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from slicelab.domain.errors import Conflict, NotFound
 from slicelab.domain.quotas import ProjectQuota
 from slicelab.domain.resources import Resources
 from slicelab.services.inventory import index_nodes
+from slicelab.store import leases as store_leases
 from slicelab.store.aggregate import LinkRow, SliverRow
 from slicelab.store.inventory import CapacityRow
 from slicelab.store.inventory_tables import node_capacity, node_devices
@@ -207,3 +208,41 @@ def test_a_quota_is_read_with_one_query_none_set_or_no_project(world: World) -> 
         assert quotas.get("p") == quota
         with pytest.raises(NotFound):
             quotas.get("nope")
+
+
+def test_foreign_key_checks_stay_index_lookups_as_a_fresh_table_grows(
+        world: World, uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL plans a foreign-key check once per connection and keeps the plan until the
+    table is analyzed again: planned while the table is small, it is a sequential scan.
+    ``write_batch`` has it planned again as its leases grow, so checking each booking
+    against ``leases`` stays an index lookup, not a scan of every lease, even when the
+    table grows much faster than autovacuum analyzes it."""
+    with uow_factory() as uow:
+        if uow.bind.dialect.name != "postgresql":
+            pytest.skip("a PostgreSQL planner matter")
+        monkeypatch.setattr(store_leases, "_written", [0])  # as in a fresh process
+        sid, scans = _slice_id(uow, "s0"), _leases_scanned(uow)
+        uow.commit()
+        written = 0
+        for start in range(0, 3000, 100):
+            leases = [(LeaseRow(f"L-g{k}", sid, "p", "s0", WINDOW, "active", False, START),
+                       (Booking(f"L-g{k}", "n-0000", str(sid), WINDOW, Resources(1, 1, 0),
+                                False, 0, None),)) for k in range(start, start + 100)]
+            uow.leases.write_batch(slivers=[], links=[], leases=leases, free=[], created=START)
+            uow.commit()
+            written += len(leases)
+            if written == 100:  # as autovacuum would, once the table had its first rows
+                uow.leases.connection.exec_driver_sql("ANALYZE leases")
+        scanned = _leases_scanned(uow) - scans
+    assert written == 3000
+    assert scanned < 20 * written  # a scan each would read ~1,500 leases per booking
+
+
+def _leases_scanned(uow: UnitOfWork) -> int:
+    """Rows of ``leases`` read by sequential scans so far (this connection's counts too)."""
+    uow.leases.connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    uow.commit()  # the counts are flushed when the transaction ends
+    uow.leases.connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+    return int(uow.leases.connection.exec_driver_sql(
+        "SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables "
+        "WHERE relname = 'leases' AND schemaname = current_schema()").scalar_one())
