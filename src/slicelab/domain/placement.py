@@ -103,6 +103,13 @@ class Placement:
                 return a.host_id
         raise NotFound(f"no node {node!r} in this placement", field="node")
 
+    def on_hosts(self, names: Mapping[str, str]) -> Placement:
+        """This placement with each assignment's host id replaced by ``names[host id]``."""
+        moved = tuple(Assignment(a.node, names[a.host_id], a.resources, a.exclusive)
+                      for a in self.assignments)
+        return Placement(self.slice_id, self.window, moved, self.uplink_mbps,
+                         self.cross_host_links)
+
     def bookings(self, *, lease_id: str) -> tuple[Booking, ...]:
         """The calendar bookings of this placement; uplink use rides on each host's first."""
         uplink = dict(self.uplink_mbps)

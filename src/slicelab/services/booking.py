@@ -66,6 +66,7 @@ from slicelab.domain.slices import Slice
 from slicelab.domain.topology import Topology
 from slicelab.services.ids import new_id
 from slicelab.store.aggregate import LinkRow, SliverRow
+from slicelab.store.allocation_reads import read_for_allocation
 from slicelab.store.inventory import CapacityRow
 from slicelab.store.leases import ACTIVE, BOOKINGS_CHANGED, NODE_CHANGED, LeaseRow
 from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only, unit_of_work_factory
@@ -263,9 +264,7 @@ class Batch:
         self._pending[lease.id] = _Pending(lease, stored)
         self._job_leases.append(lease.id)
         self._touched.update(b.host_id for b in stored)
-        assignments = tuple(replace(a, host_id=snap.ids[a.host_id])
-                            for a in placement.assignments)
-        return lease, replace(placement, assignments=assignments)
+        return lease, placement.on_hosts(snap.ids)
 
     def slivers_of(self, slice_id: int) -> list[SliverRow]:
         """The slice's slivers, with those this batch will write (read once per batch for
@@ -383,27 +382,20 @@ class Batch:
             if isinstance(row, SliverRow) and row in self._slivers.get(row.slice_id, ()):
                 self._slivers[row.slice_id].remove(row)
 
-    def _prefetch_named(self, keys: Iterable[tuple[str, str]]) -> list[int]:
-        """Read the slices named and their projects with a few queries for the whole batch;
-        the ids of those found."""
+    def _prefetch(self, keys: Iterable[tuple[str, str]], slice_ids: Iterable[int]) -> None:
+        """Read the slices named, their projects and slivers, and the slivers of slices
+        ``slice_ids``, for the whole batch (one round trip on PostgreSQL)."""
         keys = set(keys) - self._named.keys()
-        if not keys:
-            return []
+        ids = set(slice_ids) - self._slivers.keys()
+        if not keys and not ids:
+            return
         projects = {p for p, _ in keys} - self._projects.keys()
-        found = self.uow.projects.with_members(projects)
-        self._projects.update({p: found.get(p) for p in projects})
-        slices = self.uow.slices.find_many(keys)
-        self._named.update({k: slices.get(k) for k in keys})
-        return [s.id for s in slices.values() if s.id is not None]
-
-    def _prefetch(self, slice_ids: Iterable[int]) -> None:
-        wanted = sorted(set(slice_ids) - self._slivers.keys())
-        if wanted:
-            found: dict[int, list[SliverRow]] = {sid: [] for sid in wanted}
-            for row in self.uow.aggregate.slivers.of_slices(wanted):
-                found[row.slice_id].append(row)
-            self._slivers.update({sid: self._with_inflight(sid, rows)
-                                  for sid, rows in found.items()})
+        found = read_for_allocation(self.uow.slices.connection, projects, keys, ids)
+        self._projects.update({p: found.projects.get(p) for p in projects})
+        self._named.update({k: found.slices.get(k) for k in keys})
+        ids |= {s.id for s in found.slices.values() if s.id is not None}
+        self._slivers.update({sid: self._with_inflight(sid, found.slivers.get(sid, []))
+                              for sid in ids - self._slivers.keys()})
 
     def _with_inflight(self, slice_id: int, rows: list[SliverRow]) -> list[SliverRow]:
         """``rows`` read, with the slice's new slivers of the batches being written (which the
@@ -705,8 +697,8 @@ class AllocationEngine:
         batch = Batch(reader, now, snap, kept=self._kept, inflight=tuple(self._inflight))
         try:
             reader.__enter__()
-            found = batch._prefetch_named(k for r in requests for k in r.named)
-            batch._prefetch([*found, *(sid for r in requests for sid in r.slices)])
+            batch._prefetch([k for r in requests for k in r.named],
+                            [sid for r in requests for sid in r.slices])
             t1 = time.perf_counter()
             results = [self._one(batch, r) for r in requests]
             if batch._own_changes:
@@ -880,8 +872,8 @@ class AllocationEngine:
             uow.__enter__()
             snap = self._catch_up(uow, now)
             batch = Batch(uow, now, snap, kept=self._kept)
-            found = batch._prefetch_named(k for r in requests for k in r.named)
-            batch._prefetch([*found, *(sid for r in requests for sid in r.slices)])
+            batch._prefetch([k for r in requests for k in r.named],
+                            [sid for r in requests for sid in r.slices])
             t1 = time.perf_counter()
             results = [self._one(batch, r) for r in requests]
             t2 = time.perf_counter()

@@ -225,7 +225,12 @@ def _limits_amounts(quota: ProjectQuota) -> bool:
                                        quota.concurrent_leases))
 
 
+_NO_QUOTA = ProjectQuota()
+
+
 def _check(rules: _Rules, item: Slice, demand: Demand, *, now: datetime) -> None:
+    if rules.quota == _NO_QUOTA and not rules.limits:
+        return  # no quota and no site limits: nothing to break
     sid = str(_slice_id(item))
     held = [b for b in rules.held if b.window.overlaps(demand.window)]
     per_site = Counter(rules.site_of[b.host_id] for b in held

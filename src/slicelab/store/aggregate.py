@@ -43,6 +43,8 @@ __all__ = [
     "SiteRepository",
     "SliverRepository",
     "SliverRow",
+    "sliver_of",
+    "sliver_query",
     "SLIVER_COLUMNS",
     "link_values",
     "sliver_values",
@@ -232,14 +234,14 @@ LINK_COLUMNS = ("id", "slice_id", "client_id", "vni", "subnet", "capacity_mbps",
                 "sliver_ids", "state", "error")
 
 
-def _sliver_query() -> Any:
+def sliver_query() -> Any:
     return (select(slivers, slices.c.name.label("slice"), projects.c.name.label("project"))
             .join(slices, slices.c.id == slivers.c.slice_id)
             .join(projects, projects.c.id == slices.c.project_id)
             .order_by(slivers.c.slice_id, slivers.c.client_id))
 
 
-def _sliver(row: Any) -> SliverRow:
+def sliver_of(row: Any) -> SliverRow:
     return SliverRow(row.id, row.slice_id, row.project, row.slice, row.node_id, row.client_id,
                      dict(row.request), dict(row.plan), row.allocation_state,
                      row.operational_state, row.reported_state, row.error, row.control_ip,
@@ -279,19 +281,13 @@ class SliverRepository(Repository):
             self.connection.execute(delete(slivers).where(slivers.c.id.in_(list(sliver_ids))))
 
     def of_slice(self, slice_id: int) -> list[SliverRow]:
-        query = _sliver_query().where(slivers.c.slice_id == slice_id)
-        return [_sliver(r) for r in self.connection.execute(query)]
-
-    def of_slices(self, slice_ids: Collection[int]) -> list[SliverRow]:
-        if not slice_ids:
-            return []
-        query = _sliver_query().where(slivers.c.slice_id.in_(sorted(slice_ids)))
-        return [_sliver(r) for r in self.connection.execute(query)]
+        query = sliver_query().where(slivers.c.slice_id == slice_id)
+        return [sliver_of(r) for r in self.connection.execute(query)]
 
     def live(self, now: datetime) -> list[SliverRow]:
         """Slivers of every slice that has not expired."""
-        query = _sliver_query().where(slices.c.expires > now)
-        return [_sliver(r) for r in self.connection.execute(query)]
+        query = sliver_query().where(slices.c.expires > now)
+        return [sliver_of(r) for r in self.connection.execute(query)]
 
     def ports_on(self, node_ids: Collection[str] | None,
                  now: datetime) -> list[tuple[str, str, int]]:
@@ -309,8 +305,8 @@ class SliverRepository(Repository):
     def by_ids(self, sliver_ids: Collection[str]) -> list[SliverRow]:
         if not sliver_ids:
             return []
-        query = _sliver_query().where(slivers.c.id.in_(list(sliver_ids)))
-        return [_sliver(r) for r in self.connection.execute(query)]
+        query = sliver_query().where(slivers.c.id.in_(list(sliver_ids)))
+        return [sliver_of(r) for r in self.connection.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)

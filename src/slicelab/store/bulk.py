@@ -115,17 +115,19 @@ def insert_rows(connection: Connection, table: Table, columns: tuple[str, ...],
     connection.exec_driver_sql(sql, [tuple(r) for r in rows])
 
 
-def pipelined(connection: Connection,
-              statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
-    """PostgreSQL: run ``statements`` (driver SQL) in order, in this connection's transaction,
-    as one pipeline (one round trip to the server; each statement still has a snapshot of
-    its own, so one may read what an earlier one's lock waited for); the rows of each (empty
-    for those that return none). Errors are the driver's (psycopg), not SQLAlchemy's."""
+def pipelined(connection: Connection, statements: Sequence[tuple[str, Any]], *,
+              row_factory: Any = None) -> list[list[Any]]:
+    """PostgreSQL: run ``statements`` (driver SQL; parameters a sequence, or a mapping for
+    ``%(name)s``) in order, in this connection's transaction, as one pipeline (one round trip
+    to the server; each statement still has a snapshot of its own, so one may read what an
+    earlier one's lock waited for); the rows of each (empty for those that return none), as
+    tuples or as ``row_factory`` (a psycopg row factory) makes them. Errors are the
+    driver's (psycopg), not SQLAlchemy's."""
     raw: Any = connection.connection.driver_connection
     cursors = []
     with raw.pipeline():
         for sql, params in statements:
-            cursor = raw.cursor()
+            cursor = raw.cursor() if row_factory is None else raw.cursor(row_factory=row_factory)
             cursor.execute(sql, params)
             cursors.append(cursor)
     return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]

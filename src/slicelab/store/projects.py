@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Table, delete, insert, select
@@ -29,25 +28,6 @@ class ProjectRepository(Repository):
     def find(self, name: str) -> Project | None:
         row = self.connection.execute(select(projects).where(projects.c.name == name)).first()
         return self._load(row) if row else None
-
-    def with_members(self, names: Collection[str]) -> dict[str, Project]:
-        """The projects named that exist, with their memberships alone (no invitations or
-        join requests: what checking a caller's rights needs), in one query."""
-        if not names:
-            return {}
-        query = (select(projects, members.c.name.label("member"), project_members.c.role)
-                 .outerjoin(project_members, project_members.c.project_id == projects.c.id)
-                 .outerjoin(members, members.c.id == project_members.c.member_id)
-                 .where(projects.c.name.in_(sorted(set(names)))))
-        found: dict[str, Project] = {}
-        for r in self.connection.execute(query):
-            project = found.get(r.name)
-            if project is None:
-                project = found[r.name] = Project(name=r.name, description=r.description,
-                                                  created=r.created, id=r.id)
-            if r.member is not None:
-                project.memberships[r.member] = ProjectRole(r.role)
-        return found
 
     def get(self, name: str, *, field: str = "project") -> Project:
         project = self.find(name)

@@ -43,29 +43,6 @@ class SliceRepository(Repository):
         row = self.connection.execute(query).first()
         return self._load(row) if row else None
 
-    def find_many(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Slice]:
-        """The slices named ``(project, name)`` that exist, with their members (one query
-        however many are named)."""
-        if not keys:
-            return {}
-        query = (_query().add_columns(members.c.name.label("member"))
-                 .outerjoin(slice_members, slice_members.c.slice_id == slices.c.id)
-                 .outerjoin(members, members.c.id == slice_members.c.member_id)
-                 .where(projects.c.name.in_(sorted({p for p, _ in keys})),
-                        slices.c.name.in_(sorted({n for _, n in keys}))))
-        rows: dict[tuple[str, str], Any] = {}
-        names: dict[tuple[str, str], set[str]] = {}
-        wanted = set(keys)
-        for r in self.connection.execute(query):
-            key = (r.project, r.name)
-            if key not in wanted:
-                continue
-            rows.setdefault(key, r)
-            names.setdefault(key, set())
-            if r.member is not None:
-                names[key].add(r.member)
-        return {k: self._of(r, names[k]) for k, r in rows.items()}
-
     def get(self, project: str, name: str) -> Slice:
         item = self.find(project, name)
         if item is None:

@@ -10,6 +10,7 @@ from slicelab.domain.calendar import Booking, Calendar, Window
 from slicelab.domain.errors import InsufficientResources
 from slicelab.domain.inventory import Host, Inventory, Site
 from slicelab.domain.placement import (
+    Assignment,
     HostIndex,
     Placement,
     PlacementFailed,
@@ -281,3 +282,14 @@ def test_find_slot_for_a_topology() -> None:
     assert p.window == Window.of(T0 + 3 * H, H)
     with pytest.raises(InsufficientResources):
         find_slot(t, idx, cal, duration=H, earliest=T0, horizon=T0 + 2.5 * H, slice_id="p/s")
+
+
+def test_a_placement_moved_onto_other_host_ids_keeps_everything_else() -> None:
+    window = Window(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC))
+    one = Resources.of(cores=1, memory_mib=512)
+    placed = Placement("7", window, (Assignment("a", "h1", one), Assignment("b", "h2", one, True)),
+                       (("h1", 100),), ("l0",))
+    moved = placed.on_hosts({"h1": "n-1", "h2": "n-2"})
+    assert moved == Placement("7", window, (Assignment("a", "n-1", one),
+                                            Assignment("b", "n-2", one, True)),
+                              (("h1", 100),), ("l0",))
