@@ -169,7 +169,7 @@ class _Plan:
     expires: dict[str, datetime] = field(default_factory=dict)
     state: SliverState = field(default_factory=SliverState)
     hostnames: dict[str, str] = field(default_factory=dict)
-    node_names: list[str] = field(default_factory=list)  # sorted, for the manifests
+    manifest_rest: str = ""  # the manifests' JSON after the client id (see _manifest)
 
 
 def _split(existing: list[SliverRow], topology: Topology) -> tuple[dict[str, SliverRow],
@@ -423,12 +423,14 @@ def _sliver_plan(ctx: AggregateContext, plan: _Plan, node: NodeRequest, *, slive
 
 
 def _manifest(plan: _Plan, client_id: str) -> str:
-    """What the sliver learns about its slice (written to /etc/slicelab/manifest): keys in
-    sorted order."""
-    if not plan.node_names:
-        plan.node_names = sorted(n.client_id for n in plan.topology.nodes)
-    return json.dumps({"client_id": client_id, "nodes": plan.node_names,
-                       "slice": str(plan.slice.urn)})
+    """What the sliver learns about its slice (written to /etc/slicelab/manifest): the JSON of
+    ``{"client_id", "nodes" (sorted), "slice"}``, the part after the client id made once per
+    plan."""
+    if not plan.manifest_rest:
+        nodes = sorted(n.client_id for n in plan.topology.nodes)
+        plan.manifest_rest = (f', "nodes": {json.dumps(nodes)}, '
+                              f'"slice": {json.dumps(str(plan.slice.urn))}}}')
+    return f'{{"client_id": {json.dumps(client_id)}{plan.manifest_rest}'
 
 
 _STARTED = SliverState().on(AllocationEvent.ALLOCATE).on(AllocationEvent.PROVISION) \

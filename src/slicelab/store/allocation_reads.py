@@ -7,10 +7,12 @@ transaction's ``BEGIN``), sent as driver SQL compiled once from the SQLAlchemy q
 the names as array parameters (``= ANY(...)``): no statement compiled per call, no parameter
 rendered per name. The allocation engine's thread runs it once per batch, and every round
 trip and statement there is time no job is placed. SQLite runs the same queries through
-SQLAlchemy (its calls are in-process)."""
+SQLAlchemy, each list one JSON array parameter unpacked by ``json_each`` (one statement,
+compiled once, whatever the number of names)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +30,8 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    func,
+    literal_column,
     select,
 )
 from sqlalchemy.orm import aliased
@@ -72,17 +76,16 @@ def read_for_allocation(connection: Connection, project_names: Collection[str],
                          row_factory=namedtuple_row)
         return _found(rows[0], rows[1], [r for part in rows[2:] for r in part], wanted,
                       project_names=set(project_names))
+    queries, each = _sqlite_statements(), json.dumps
     project_rows = slice_rows = sliver_rows = []
     if project_names:
-        project_rows = list(connection.execute(_projects_query().where(
-            projects.c.name.in_(sorted(set(project_names))))))
+        project_rows = list(connection.execute(queries[0], {"projects": each(params["projects"])}))
     if wanted:
-        slice_rows = list(connection.execute(_slices_query().where(
-            projects.c.name.in_(owners), slices.c.name.in_(slice_names))))
+        slice_rows = list(connection.execute(queries[1], {"slice_projects": each(owners),
+                                                          "slice_names": each(slice_names)}))
     ids = {r.id for r in slice_rows if (r.project, r.name) in wanted} | set(slice_ids)
     if ids:
-        sliver_rows = list(connection.execute(sliver_query().where(
-            slices.c.id.in_(sorted(ids)))))
+        sliver_rows = list(connection.execute(queries[2], {"ids": each(sorted(ids))}))
     return _found(project_rows, slice_rows, sliver_rows, wanted,
                   project_names=set(project_names))
 
@@ -139,6 +142,18 @@ def _slices_query() -> Select[Any]:
             .join(_creator, _creator.c.id == slices.c.creator_id)
             .outerjoin(slice_members, slice_members.c.slice_id == slices.c.id)
             .outerjoin(members, members.c.id == slice_members.c.member_id))
+
+
+@cache
+def _sqlite_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """The statements on SQLite, each list a JSON array parameter (``IN (SELECT value FROM
+    json_each(?))``): one statement whatever the number of names, compiled once."""
+    def each(key: str) -> Any:
+        return select(literal_column("value")).select_from(func.json_each(bindparam(key)))
+    return (_projects_query().where(projects.c.name.in_(each("projects"))),
+            _slices_query().where(projects.c.name.in_(each("slice_projects")),
+                                  slices.c.name.in_(each("slice_names"))),
+            sliver_query().where(slices.c.id.in_(each("ids"))))
 
 
 @cache
