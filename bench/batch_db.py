@@ -6,10 +6,11 @@ Usage: python bench/batch_db.py [--quick] [--db sqlite,postgresql] [--hogs 0,1]
 Loads 20,000 nodes, then runs batches of 31 placements' rows (1-4 nodes each, a link
 between neighbours, plans of the size the engine writes) through the store in the order
 :class:`slicelab.services.booking.AllocationEngine` sends them: booking lock, change log
-since, projects with members, slices by name, their slivers, quota, site limits, the change
-log again, then slivers, links, leases with bookings, the free-node index, the change log's
-last id, commit (``--sequence folded``: the lock and the log in one round trip, all the
-writes and the last id in another, ``ChangeLog.lock_since`` and ``LeaseStore.write_batch``).
+since, projects with members, slices by name and their slivers (``read_for_allocation``:
+one round trip on PostgreSQL), quota, site limits, the change log again, then slivers,
+links, leases with bookings, the free-node index, the change log's last id, commit
+(``--sequence folded``: the lock and the log in one round trip, all the writes and the last
+id in another, ``ChangeLog.lock_since`` and ``LeaseStore.write_batch``).
 ``--hogs N`` runs N threads of pure Python beside it (the engine shares the
 GIL with 64 client threads: every statement's round trip then also waits for the GIL back).
 Figures: median ms per batch, wall and the engine thread's CPU, and statements per batch.
@@ -35,6 +36,7 @@ from sqlalchemy import Engine, event, text
 from slicelab.domain.calendar import Booking, Window
 from slicelab.domain.resources import Resources
 from slicelab.store.aggregate import LinkRow, SliverRow
+from slicelab.store.allocation_reads import read_for_allocation
 from slicelab.store.inventory import CapacityRow
 from slicelab.store.leases import LeaseRow
 from slicelab.store.uow import UnitOfWork, unit_of_work_factory
@@ -104,9 +106,7 @@ def batch_as_today(uow: UnitOfWork, rows: Rows, keys: list[tuple[str, str]], cur
     changes = uow.leases.changes
     changes.lock()
     changes.since(cursor)
-    uow.projects.with_members({"bench"})
-    found = uow.slices.find_many(keys)
-    uow.aggregate.slivers.of_slices(sorted(s.id for s in found.values() if s.id))
+    read_for_allocation(uow.slices.connection, {"bench"}, keys)
     uow.leases.quotas.get("bench")
     uow.leases.site_limits.all()
     changes.since(cursor)
@@ -133,9 +133,7 @@ def batch_folded(uow: UnitOfWork, rows: Rows, keys: list[tuple[str, str]], curso
     """The same batch with the change log read in the lock's round trip and every write in
     one (``ChangeLog.lock_since``, ``LeaseStore.write_batch``)."""
     uow.leases.changes.lock_since(cursor)
-    uow.projects.with_members({"bench"})
-    found = uow.slices.find_many(keys)
-    uow.aggregate.slivers.of_slices(sorted(s.id for s in found.values() if s.id))
+    read_for_allocation(uow.slices.connection, {"bench"}, keys)
     uow.leases.quotas.get("bench")
     uow.leases.site_limits.all()
     _mark()
