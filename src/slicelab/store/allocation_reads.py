@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -34,20 +33,17 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.orm import aliased
 
 from slicelab.domain.projects import Project, ProjectRole
 from slicelab.domain.slices import Slice
-from slicelab.domain.urn import URN
 
 from .aggregate import SliverRow, sliver_of, sliver_query
 from .bulk import pipelined
+from .slices import slice_of, slice_query
 from .tables import members, project_members, projects, slice_members, slices
+from .types import as_utc
 
 __all__ = ["AllocationReads", "read_for_allocation"]
-
-_creator = aliased(members)
-
 
 @dataclass(slots=True)
 class AllocationReads:
@@ -99,7 +95,7 @@ def _found(project_rows: Iterable[Any], slice_rows: Iterable[Any], sliver_rows: 
         project = out.projects.get(r.name)
         if project is None:
             project = out.projects[r.name] = Project(name=r.name, description=r.description,
-                                                     created=_utc(r.created), id=r.id)
+                                                     created=as_utc(r.created), id=r.id)
         if r.member is not None:
             project.memberships[r.member] = ProjectRole(r.role)
     chosen: dict[tuple[str, str], Any] = {}
@@ -112,21 +108,10 @@ def _found(project_rows: Iterable[Any], slice_rows: Iterable[Any], sliver_rows: 
         found = names.setdefault(key, set())
         if r.member is not None:
             found.add(r.member)
-    out.slices = {k: _slice(r, names[k]) for k, r in chosen.items()}
+    out.slices = {k: slice_of(r, names[k]) for k, r in chosen.items()}
     for r in sliver_rows:
         out.slivers.setdefault(r.slice_id, []).append(sliver_of(r))
     return out
-
-
-def _slice(row: Any, names: set[str]) -> Slice:
-    return Slice(project=row.project, name=row.name, urn=URN.parse(row.urn),
-                 created=_utc(row.created), expires=_utc(row.expires), creator=row.creator,
-                 members=names, id=row.id)
-
-
-def _utc(moment: datetime) -> datetime:
-    """As :class:`~.types.UTCDateTime` gives it back (driver SQL skips its processing)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _projects_query() -> Select[Any]:
@@ -136,11 +121,8 @@ def _projects_query() -> Select[Any]:
 
 
 def _slices_query() -> Select[Any]:
-    return (select(slices, projects.c.name.label("project"), _creator.c.name.label("creator"),
-                   members.c.name.label("member"))
-            .join(projects, projects.c.id == slices.c.project_id)
-            .join(_creator, _creator.c.id == slices.c.creator_id)
-            .outerjoin(slice_members, slice_members.c.slice_id == slices.c.id)
+    query: Select[Any] = slice_query().add_columns(members.c.name.label("member"))
+    return (query.outerjoin(slice_members, slice_members.c.slice_id == slices.c.id)
             .outerjoin(members, members.c.id == slice_members.c.member_id))
 
 

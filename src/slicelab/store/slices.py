@@ -15,13 +15,15 @@ from slicelab.domain.urn import URN
 from .base import Page, Repository
 from .members import MemberRepository
 from .tables import members, projects, slice_members, slices
+from .types import as_utc
 
-__all__ = ["SliceRepository"]
+__all__ = ["SliceRepository", "slice_of", "slice_query"]
 
 _creator = aliased(members)
 
 
-def _query() -> Any:
+def slice_query() -> Any:
+    """Slices with their project's and creator's names (``project``, ``creator``)."""
     return (select(slices, projects.c.name.label("project"), _creator.c.name.label("creator"))
             .join(projects, projects.c.id == slices.c.project_id)
             .join(_creator, _creator.c.id == slices.c.creator_id))
@@ -39,7 +41,7 @@ class SliceRepository(Repository):
         return item
 
     def find(self, project: str, name: str) -> Slice | None:
-        query = _query().where(projects.c.name == project, slices.c.name == name)
+        query = slice_query().where(projects.c.name == project, slices.c.name == name)
         row = self.connection.execute(query).first()
         return self._load(row) if row else None
 
@@ -52,7 +54,7 @@ class SliceRepository(Repository):
     def list(self, *, projects_in: Collection[str] | None, limit: int,
              offset: int) -> Page[Slice]:
         """Slices of the named projects, or of all projects when ``projects_in`` is None."""
-        query = _query().order_by(projects.c.name, slices.c.name)
+        query = slice_query().order_by(projects.c.name, slices.c.name)
         if projects_in is not None:
             query = query.where(projects.c.name.in_(list(projects_in)))
         rows = list(self.connection.execute(query.limit(limit).offset(offset)))
@@ -76,10 +78,11 @@ class SliceRepository(Repository):
         query = (select(members.c.name)
                  .join(slice_members, members.c.id == slice_members.c.member_id)
                  .where(slice_members.c.slice_id == row.id))
-        return self._of(row, set(self.connection.execute(query).scalars()))
+        return slice_of(row, set(self.connection.execute(query).scalars()))
 
-    @staticmethod
-    def _of(row: Any, names: set[str]) -> Slice:
-        return Slice(project=row.project, name=row.name, urn=URN.parse(row.urn),
-                     created=row.created, expires=row.expires, creator=row.creator,
-                     members=names, id=row.id)
+
+def slice_of(row: Any, names: set[str]) -> Slice:
+    """A slice from a row of :func:`slice_query` and its members' ``names``."""
+    return Slice(project=row.project, name=row.name, urn=URN.parse(row.urn),
+                 created=as_utc(row.created), expires=as_utc(row.expires), creator=row.creator,
+                 members=names, id=row.id)
