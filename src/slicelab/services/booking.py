@@ -30,13 +30,14 @@ set.
 it writes one batch, the engine's thread places the next on the snapshot, which holds the
 bookings of the batches being written, without the lock (reads of the slices' slivers and of
 the project's holdings add those batches' rows, which the database may not show yet). The
-writer writes the batches waiting for it together; it takes the lock first and writes them
-only when the change log holds nothing since its last commit. Otherwise another writer came
-between: those batches are taken back out of the snapshot, newest first, and run again in
-order as above (under the lock from the start, catching up first). Only jobs that write
-through the batch alone (allocations) are placed ahead; a batch with any other job, or one
-taken when nothing is being written, runs as above. On SQLite the writes run in this process
-and batches run as above, one at a time.
+writer writes the batches waiting for it together, in one round trip: the lock, a check that
+the change log holds nothing since its last commit, the writes and the commit (a failed check
+aborts the rest, see :meth:`~slicelab.store.leases.LeaseStore.write_batch`). Otherwise
+another writer came between: those batches are taken back out of the snapshot, newest first,
+and run again in order as above (under the lock from the start, catching up first). Only jobs
+that write through the batch alone (allocations) are placed ahead; a batch with any other job,
+or one taken when nothing is being written, runs as above. On SQLite the writes run in this
+process and batches run as above, one at a time.
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ from slicelab.services.ids import new_id
 from slicelab.store.aggregate import LinkRow, SliverRow
 from slicelab.store.allocation_reads import read_for_allocation
 from slicelab.store.inventory import CapacityRow
-from slicelab.store.leases import ACTIVE, BOOKINGS_CHANGED, NODE_CHANGED, LeaseRow
+from slicelab.store.leases import (
+    ACTIVE,
+    BOOKINGS_CHANGED,
+    NODE_CHANGED,
+    BookingsChanged,
+    LeaseRow,
+)
 from slicelab.store.uow import UnitOfWork, UnitOfWorkFactory, read_only, unit_of_work_factory
 
 from .audit import utcnow
@@ -427,11 +434,12 @@ class Batch:
                      [_headroom(self._snap, h, self.now)
                       for h in sorted(self._touched) if h in self._snap.names])
 
-    def _write(self, rows: _Rows, timings: Timings) -> None:
+    def _write(self, rows: _Rows, timings: Timings, *, commit: bool = False,
+               unchanged_since: int | None = None) -> None:
         t0 = time.perf_counter()
         self._snap.cursor = self.uow.leases.write_batch(
             slivers=rows.slivers, links=rows.links, leases=rows.leases, free=rows.free,
-            created=self.now)
+            created=self.now, commit=commit, unchanged_since=unchanged_since)
         timings.writes += time.perf_counter() - t0
 
 
@@ -799,17 +807,15 @@ class AllocationEngine:
                 uow = self._uow_factory()
                 uow.__enter__()
             head.batch.uow = uow
-            if head.lock:
-                t0 = time.perf_counter()
-                pruned, changes = uow.leases.changes.lock_since(self._cursor)
-                timings.writes += time.perf_counter() - t0
-                if changes or pruned > self._cursor:
-                    raise _Again("another writer changed bookings since the batch before")
-            head.batch._write(_Rows.of([h.rows for h in group]), timings)
+            head.batch._write(_Rows.of([h.rows for h in group]), timings, commit=True,
+                              unchanged_since=self._cursor if head.lock else None)
             t1 = time.perf_counter()
-            uow.commit(again=False)
+            uow.commit(again=False)  # committed with the writes: no round trip
             timings.commit += time.perf_counter() - t1
             self._cursor = head.batch._snap.cursor
+        except BookingsChanged as exc:  # the engine's thread runs them again
+            self._broken = head.generation
+            return _Again(f"another writer changed bookings since the batch before ({exc})")
         except Exception as exc:  # the engine's thread runs them again
             self._broken = head.generation
             return exc

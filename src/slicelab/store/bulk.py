@@ -1,7 +1,7 @@
 """Bulk writes of the allocation engine's batch, cheaper than SQLAlchemy's ``executemany``.
 
 PostgreSQL: the rows of a table go as one JSON parameter (an array of one object per row,
-dumped by the C encoder) and one ``INSERT ... SELECT FROM json_to_recordset(...)`` unpacks
+dumped by :mod:`.jsontext`) and one ``INSERT ... SELECT FROM json_to_recordset(...)`` unpacks
 it server-side: one statement and one round trip whatever the number of rows, no per-row,
 per-column bind processing in SQLAlchemy or psycopg, and each row parsed once.
 :func:`pipelined` sends several statements in one round trip.
@@ -17,7 +17,6 @@ and dicts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -25,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Connection, Float, Integer, Table
 
+from . import jsontext
 from .types import UTCDateTime
 
 __all__ = ["Times", "insert_rows", "insert_sql", "pg_rows_json", "pipelined",
@@ -86,13 +86,12 @@ def _json_positions(table: Table, columns: tuple[str, ...]) -> tuple[int, ...]:
 
 def rows_json(rows: Iterable[Sequence[Any]]) -> str:
     """Rows as one JSON array of arrays (for statements that take them by position)."""
-    return json.dumps(rows if isinstance(rows, list) else list(rows), separators=(",", ":"))
+    return jsontext.dumps(rows if isinstance(rows, list) else list(rows))
 
 
 def pg_rows_json(columns: tuple[str, ...], rows: Iterable[Sequence[Any]]) -> str:
     """The parameter of an :func:`insert_sql` statement on PostgreSQL."""
-    return json.dumps([dict(zip(columns, row, strict=True)) for row in rows],
-                      separators=(",", ":"))
+    return jsontext.dumps([dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def insert_rows(connection: Connection, table: Table, columns: tuple[str, ...],
@@ -108,7 +107,7 @@ def insert_rows(connection: Connection, table: Table, columns: tuple[str, ...],
     if dialect == "postgresql":
         connection.exec_driver_sql(sql, (pg_rows_json(columns, rows),))
         return
-    dumps, positions = json.dumps, _json_positions(table, columns)
+    dumps, positions = jsontext.dumps, _json_positions(table, columns)
     for row in rows:
         for k in positions:
             row[k] = dumps(row[k])

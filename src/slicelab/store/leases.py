@@ -62,6 +62,7 @@ __all__ = [
     "BOOKINGS_CHANGED",
     "LINK_CHANGED",
     "NODE_CHANGED",
+    "BookingsChanged",
     "Change",
     "ChangeLog",
     "LeaseStore",
@@ -533,26 +534,57 @@ class LeaseStore:
 
     def write_batch(self, *, slivers: Sequence[SliverRow], links: Sequence[LinkRow],
                     leases: Sequence[tuple[LeaseRow, Sequence[Booking]]],
-                    free: Sequence[CapacityRow], created: datetime) -> int:
+                    free: Sequence[CapacityRow], created: datetime,
+                    unchanged_since: int | None = None, commit: bool = False) -> int:
         """Write what an allocation batch made (with the booking lock held): new slivers
         (``created`` then) and links, leases with their bookings, what is free of the hosts
         touched; return the change log's last id after them (its own changes included). As
         the repositories' ``add_many`` and ``set_free`` would, but on PostgreSQL in one
         round trip (a pipeline of one statement per table). A sliver or link that exists
-        already raises :class:`Conflict`."""
+        already raises :class:`Conflict`.
+
+        ``unchanged_since``: take the booking lock first and write nothing, raising
+        :class:`BookingsChanged`, when the change log holds a change after that one (or was
+        pruned past it). ``commit``: on PostgreSQL, end the transaction with the writes, in
+        the same round trip (the unit of work's commit that must follow then costs none);
+        on SQLite the unit of work commits as usual."""
         if self.connection.dialect.name != "postgresql":
+            if unchanged_since is not None:
+                self._check_unchanged(unchanged_since)
             SliverRepository(self.connection).add_many(slivers, created=created)
             LinkRepository(self.connection).add_many(links)
             self.leases.add_many(leases)
             InventoryRepository(self.connection).set_free(free)
             return self.changes.last()
+        first = [] if unchanged_since is None else [(_PG_UNCHANGED, (unchanged_since,))]
         try:
-            done = pipelined(self.connection, [*_replan(self.connection, len(leases)),
-                                               *_pg_batch(slivers, links, leases, free,
-                                                          created), (_LAST, ())])
+            done = pipelined(self.connection, [
+                *first, *_replan(self.connection, len(leases)),
+                *_pg_batch(slivers, links, leases, free, created), (_LAST, ()),
+                *([("COMMIT", ())] if commit else [])])
         except psycopg.errors.UniqueViolation as exc:
             raise _conflict(exc, slivers, links) from None
-        return int(done[-1][0][0])
+        except psycopg.Error as exc:
+            if exc.sqlstate == _CHANGED:
+                raise BookingsChanged(f"bookings changed after change {unchanged_since}") \
+                    from None
+            raise
+        return int(done[-2 if commit else -1][0][0])
+
+    def _check_unchanged(self, after: int) -> None:
+        pruned, changes = self.changes.lock_since(after)
+        if changes or pruned > after:
+            raise BookingsChanged(f"bookings changed after change {after}")
+
+
+class BookingsChanged(Conflict):
+    """Raised by :meth:`LeaseStore.write_batch` given ``unchanged_since`` when another writer
+    changed bookings after that change; nothing was written (the allocation engine places
+    the batch again)."""
+
+
+_PG_UNCHANGED = "SELECT slicelab_lock_unchanged(%s)"  # migration 0008
+_CHANGED = "SL409"  # the SQLSTATE it raises
 
 
 _REPLAN_FROM, _REPLAN_EVERY = 64, 1024  # leases written by this process (see _replan)

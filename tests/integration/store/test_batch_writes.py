@@ -190,6 +190,56 @@ def test_lock_since_is_lock_then_since(world: World, uow_factory: UnitOfWorkFact
         assert uow.leases.changes.lock_since(changes[-1].id) == (0, [])
 
 
+def _write_checked(uow: UnitOfWork, name: str, tag: str, *, after: int,
+                   commit: bool = False) -> int:
+    slivers, links, leases = _rows(uow, name, tag)
+    return uow.leases.write_batch(slivers=slivers, links=links, leases=leases, free=[],
+                                  created=START, unchanged_since=after, commit=commit)
+
+
+def _count(uow: UnitOfWork, table: str) -> int:
+    return int(uow.leases.connection.execute(text(f"SELECT count(*) FROM {table}")).scalar())
+
+
+def test_a_batch_checked_against_a_change_writes_only_while_nothing_came_after(
+        world: World) -> None:
+    """``unchanged_since``: the lock, the check and the writes (and the commit) go together;
+    a change after the one given (another writer's) fails the check and writes nothing."""
+    with world.uow_factory() as uow:
+        mark = uow.leases.changes.last()
+        last = _write_checked(uow, "s0", "a", after=mark, commit=True)
+        uow.commit()
+    with world.uow_factory() as uow:
+        assert last == uow.leases.changes.last() > mark
+        assert (_count(uow, "slivers"), _count(uow, "leases"), _count(uow, "bookings")) == \
+            (2, 1, 2)
+        with pytest.raises(store_leases.BookingsChanged, match=f"after change {mark}"):
+            _write_checked(uow, "s1", "b", after=mark, commit=True)  # "a" came after mark
+    with world.uow_factory() as uow:  # nothing of "b" was written
+        assert (_count(uow, "slivers"), _count(uow, "leases"), _count(uow, "bookings"),
+                _count(uow, "slice_links")) == (2, 1, 2, 1)
+        assert uow.leases.changes.last() == last
+        _write_checked(uow, "s1", "b", after=last)  # against the latest change: written
+        uow.commit()
+    with world.uow_factory() as uow:
+        assert _count(uow, "slivers") == 4
+
+
+def test_a_check_after_pruned_changes_fails(world: World) -> None:
+    with world.uow_factory() as uow:
+        _write(uow, "batch", "s0", "a")
+        uow.commit()
+    with world.uow_factory() as uow:
+        uow.leases.changes.lock()
+        uow.leases.changes.prune(keep=0)
+        last = uow.leases.changes.last()
+        uow.commit()
+    with world.uow_factory() as uow:
+        assert last == 0  # all pruned: the log is empty, but a reader at 1 is behind
+        with pytest.raises(store_leases.BookingsChanged):
+            _write_checked(uow, "s1", "b", after=1)
+
+
 def test_a_batch_of_nothing_writes_nothing(world: World) -> None:
     with world.uow_factory() as uow:
         last = uow.leases.changes.last()
