@@ -13,10 +13,12 @@ synthetic hosts into the aggregate's tables with bulk inserts (COPY on PostgreSQ
 
 * placements/s at 100k nodes through the aggregate's own allocation path
   (``services.allocation.allocate``, what REST allocate runs): requests of 1-4 linked
-  nodes, each in a fresh slice, from 64 client threads (and from one), handed to this
-  process's allocation engine (``services.booking``), which places each batch on its
-  snapshot and writes leases, bookings, slivers, links and the free-node index in one
-  transaction; ``--placement-only`` runs just this part;
+  nodes, each in a fresh slice, from 128 client threads (and before that from one and from
+  64: with fewer clients the engine waits for requests part of the time; each request's
+  latency p50/p99 is printed), handed to this process's allocation engine
+  (``services.booking``), which places each batch on its snapshot and writes leases,
+  bookings, slivers, links and the free-node index in one transaction; ``--placement-only``
+  runs just this part;
 * the free-node query (cores, memory, site, device) through ``SqlFreeHosts`` at the largest
   size (1M nodes; 100k with ``--quick``): p50/p99;
 * heartbeats at that size: a producer offers heartbeats of distinct nodes 10% above the

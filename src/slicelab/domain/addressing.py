@@ -182,7 +182,7 @@ def fresh_link_addresses(link: str, count: int, used: Used) -> tuple[IPv4Network
     :func:`assign_link_addresses` gives a link that names no address, without building an
     address object per interface."""
     net = allocate_subnet(used)
-    if count > max(net.num_addresses - 2, 0):
+    if count > max(2 ** (32 - net.prefixlen) - 2, 0):  # (num_addresses is a slow property)
         raise InsufficientResources(f"link {link!r}: subnet {net} has too few addresses",
                                     field="addresses")
     base, suffix = int(net.network_address), f"/{net.prefixlen}"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from .errors import InvalidURN
 
-__all__ = ["URN", "URN_PREFIX", "URN_TYPES"]
+__all__ = ["URN", "URN_PREFIX", "URN_TYPES", "urn_text"]
 
 URN_PREFIX = "urn:publicid:IDN+"
 URN_TYPES = frozenset(
@@ -65,6 +66,22 @@ class URN:
         """The sub-authority after the first ``:`` (Emulab's project), if any."""
         _, sep, rest = self.authority.partition(":")
         return rest.split(":")[0] if sep else None
+
+
+def urn_text(authority: str, kind: str, name: str) -> str:
+    """``str(URN(authority, kind, name))``, checked as that is, but the authority and the
+    type once per pair (the allocation engine names every new sliver this way)."""
+    _check_part("name", name, _NAME)
+    text = _prefix(authority, kind) + name
+    if len(text) > MAX_URN_LENGTH:
+        raise InvalidURN(f"URN longer than {MAX_URN_LENGTH} characters")
+    return text
+
+
+@cache
+def _prefix(authority: str, kind: str) -> str:
+    checked = URN(authority, kind, "x")
+    return f"{URN_PREFIX}{checked.authority}+{checked.type}+"
 
 
 def _check_part(label: str, value: str, pattern: re.Pattern[str]) -> None:

@@ -55,7 +55,7 @@ from slicelab.domain.slivers import (
     SliverState,
 )
 from slicelab.domain.topology import LinkRequest, NodeRequest, Topology
-from slicelab.domain.urn import URN
+from slicelab.domain.urn import urn_text
 from slicelab.rspec.topology_file import topology_from_json
 from slicelab.services.ids import new_id
 from slicelab.store.aggregate import CommandRow, LinkRow, SliverRow
@@ -413,7 +413,7 @@ def _sliver_plan(ctx: AggregateContext, plan: _Plan, node: NodeRequest, *, slive
     r = node.resources
     return SliverPlan(
         sliver_id=sliver_id, node_id=plan.placement[node.client_id],
-        urn=str(URN(ctx.authority, "sliver", sliver_id)), slice_urn=str(item.urn),
+        urn=urn_text(ctx.authority, "sliver", sliver_id), slice_urn=str(item.urn),
         project=item.project, slice=item.name, client_id=node.client_id,
         hostname=plan.hostnames[node.client_id],
         image=node.image or DEFAULT_IMAGE, cores=r.cores, memory_mib=r.memory_mib,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from slicelab.domain.errors import InvalidName, InvalidURN
 from slicelab.domain.slices import slice_urn
-from slicelab.domain.urn import URN, URN_TYPES
+from slicelab.domain.urn import URN, URN_TYPES, urn_text
 
 label = st.from_regex(r"\A[A-Za-z0-9](?:[A-Za-z0-9_-]{0,10}[A-Za-z0-9])?\Z")
 authority = st.builds(lambda parts, subs: ".".join(parts) + "".join(":" + s for s in subs),
@@ -46,3 +46,20 @@ def test_slice_urn_has_project_as_sub_authority() -> None:
 def test_slice_urn_checks_the_slice_name() -> None:
     with pytest.raises(InvalidName, match="at most 19"):
         slice_urn("example.org", "proj", "a" * 20)
+
+
+@given(urns)
+def test_urn_text_is_the_urn_formatted(urn: URN) -> None:
+    assert urn_text(urn.authority, urn.type, urn.name) == str(urn)
+
+
+@pytest.mark.parametrize(("authority", "kind", "name"), [
+    ("bad authority", "sliver", "s-1"), ("am", "Sliver", "s-1"), ("am", "nosuch", "s-1"),
+    ("am", "sliver", "has space"), ("am", "sliver", "a+b"), ("am", "sliver", ""),
+    ("am", "sliver", "x" * 600)])
+def test_urn_text_refuses_what_urn_refuses(authority: str, kind: str, name: str) -> None:
+    with pytest.raises(InvalidURN):
+        URN(authority, kind, name)
+    for _ in range(2):  # the second time from the checked prefix, if it was cached
+        with pytest.raises(InvalidURN):
+            urn_text(authority, kind, name)
