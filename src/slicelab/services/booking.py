@@ -810,7 +810,7 @@ class AllocationEngine:
             head.batch._write(_Rows.of([h.rows for h in group]), timings, commit=True,
                               unchanged_since=self._cursor if head.lock else None)
             t1 = time.perf_counter()
-            uow.commit(again=False)  # committed with the writes: no round trip
+            uow.commit(again=False)  # PostgreSQL: committed with the writes, no round trip
             timings.commit += time.perf_counter() - t1
             self._cursor = head.batch._snap.cursor
         except BookingsChanged as exc:  # the engine's thread runs them again

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps"]
 
 
 def dumps(value: Any) -> str:
@@ -27,7 +27,3 @@ def dumps(value: Any) -> str:
     except orjson.JSONEncodeError as exc:
         raise TypeError(f"not storable as JSON: {exc}") from None
 
-
-def loads(text: str | bytes) -> Any:
-    """The value of JSON text (as ``json.loads``; :class:`ValueError` when it is not)."""
-    return orjson.loads(text)
