@@ -295,9 +295,8 @@ def run_one(kind: str, *, quick: bool, placement_only: bool = False) -> dict[str
         n = 2000 if quick else 5000
         del inv_100k
         out["placements_1c"], _, _, _ = engine_placements(engine, n // 8, rng, clients=1)
-        out["placements_fewer"], _, _, fewer = engine_placements(engine, n, rng,
-                                                                 clients=FEWER_CLIENTS)
-        out["fewer_p50_ms"], out["fewer_p99_ms"] = fewer["latency_p50"], fewer["latency_p99"]
+        out["placements_fewer"], _, _, _ = engine_placements(engine, n, rng,
+                                                             clients=FEWER_CLIENTS)
         out["placements_100k"], out["batch"], out["refused"], parts = engine_placements(
             engine, n, rng, clients=CLIENTS)
         out.update({f"ms_{k}": v for k, v in parts.items()})
@@ -330,19 +329,24 @@ def placement_figures(kinds: list[str], *, quick: bool) -> list[str]:
         r = run_one(kind, quick=quick, placement_only=True)
         figures += [f"pure_placement_100k_hosts_before_{kind}: {reference:.0f} placements/s",
                     f"db_{kind}_placement_vs_pure: {r['placements_100k'] / reference:.3f} x",
-                    f"db_{kind}_placement_100k_nodes: {r['placements_100k']:.0f} placements/s",
-                    f"db_{kind}_placement_100k_nodes_{FEWER_CLIENTS}_clients: "
-                    f"{r['placements_fewer']:.0f} placements/s",
-                    f"db_{kind}_placement_100k_nodes_1_client: {r['placements_1c']:.0f} "
-                    "placements/s",
-                    f"db_{kind}_placement_mean_batch: {r['batch']:.1f} placements",
-                    f"db_{kind}_placement_latency_p50: {r['ms_latency_p50']:.0f} ms",
-                    f"db_{kind}_placement_latency_p99: {r['ms_latency_p99']:.0f} ms",
+                    *_placement_lines(kind, r),
                     f"db_{kind}_placement_refused: {r['refused']:.0f} requests",
                     f"db_{kind}_batches_placed_ahead: {100 * r['ms_ahead_share']:.0f} %",
                     f"db_{kind}_batches_placed_again: {r['ms_again']:.0f} batches",
                     f"db_{kind}_batch_ms: {_breakdown(r)}"]
     return figures
+
+
+def _placement_lines(kind: str, r: dict[str, float]) -> list[str]:
+    """The placement figures of one database's run (both run modes print them)."""
+    return [f"db_{kind}_placement_100k_nodes: {r['placements_100k']:.0f} placements/s",
+            f"db_{kind}_placement_100k_nodes_{FEWER_CLIENTS}_clients: "
+            f"{r['placements_fewer']:.0f} placements/s",
+            f"db_{kind}_placement_100k_nodes_1_client: {r['placements_1c']:.0f} "
+            "placements/s",
+            f"db_{kind}_placement_mean_batch: {r['batch']:.1f} placements",
+            f"db_{kind}_placement_latency_p50: {r['ms_latency_p50']:.0f} ms",
+            f"db_{kind}_placement_latency_p99: {r['ms_latency_p99']:.0f} ms"]
 
 
 def _breakdown(r: dict[str, float]) -> str:
@@ -368,14 +372,7 @@ def run_databases(kinds: list[str], *, quick: bool) -> list[str]:
     figures = []
     for kind, r in results.items():
         k = f"{int(r['nodes']) // 1000}k"
-        figures += [f"db_{kind}_placement_100k_nodes: {r['placements_100k']:.0f} placements/s",
-                    f"db_{kind}_placement_100k_nodes_{FEWER_CLIENTS}_clients: "
-                    f"{r['placements_fewer']:.0f} placements/s",
-                    f"db_{kind}_placement_100k_nodes_1_client: {r['placements_1c']:.0f} "
-                    "placements/s",
-                    f"db_{kind}_placement_mean_batch: {r['batch']:.1f} placements",
-                    f"db_{kind}_placement_latency_p50: {r['ms_latency_p50']:.0f} ms",
-                    f"db_{kind}_placement_latency_p99: {r['ms_latency_p99']:.0f} ms",
+        figures += [*_placement_lines(kind, r),
                     f"db_{kind}_bulk_load_{k}_nodes: {r['load_s']:.1f} s",
                     f"db_{kind}_free_node_query_{k}_nodes_p50: {r['query_p50_ms']:.2f} ms",
                     f"db_{kind}_free_node_query_{k}_nodes_p99: {r['query_p99_ms']:.2f} ms",

@@ -12,7 +12,6 @@ compiled once, whatever the number of names)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,6 +36,7 @@ from sqlalchemy import (
 from slicelab.domain.projects import Project, ProjectRole
 from slicelab.domain.slices import Slice
 
+from . import jsontext
 from .aggregate import SliverRow, sliver_of, sliver_query
 from .bulk import pipelined
 from .slices import slice_of, slice_query
@@ -72,7 +72,7 @@ def read_for_allocation(connection: Connection, project_names: Collection[str],
                          row_factory=namedtuple_row)
         return _found(rows[0], rows[1], [r for part in rows[2:] for r in part], wanted,
                       project_names=set(project_names))
-    queries, each = _sqlite_statements(), json.dumps
+    queries, each = _sqlite_statements(), jsontext.dumps
     project_rows = slice_rows = sliver_rows = []
     if project_names:
         project_rows = list(connection.execute(queries[0], {"projects": each(params["projects"])}))
